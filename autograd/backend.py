@@ -1,0 +1,69 @@
+"""Where arrays live: NumPy on the host, CuPy on a CUDA device.
+
+The backend follows the array (as ``cupy.get_array_module`` does), so there is
+no global switch: a Tensor holding a ``cupy.ndarray`` computes on the GPU and
+one holding a ``numpy.ndarray`` on the CPU. CuPy is optional; without it every
+array is a NumPy array.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy
+
+try:  # CuPy is an optional extra: `pip install tinydiff[cuda]`.
+    import cupy
+    _CUPY_ERROR: str | None = None
+except Exception as exc:  # ImportError, or a CUDA driver/runtime problem at import
+    cupy = None
+    _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def cuda_unavailable_reason() -> str:
+    """A sentence saying why CUDA can't be used (for skip messages and errors)."""
+    if cupy is None:
+        return f"CuPy is not importable ({_CUPY_ERROR}); install the 'cuda' extra on a machine with a GPU"
+    return "CuPy is installed but no CUDA device is visible"
+
+
+def get_array_module(*arrays: Any) -> ModuleType:
+    """The module (numpy or cupy) that owns these arrays; numpy for anything else."""
+    if cupy is not None:
+        for a in arrays:
+            if isinstance(a, cupy.ndarray):
+                return cupy
+    return numpy
+
+
+def device_of(array: Any) -> str:
+    """'cuda' for a CuPy array, 'cpu' otherwise."""
+    return "cuda" if cupy is not None and isinstance(array, cupy.ndarray) else "cpu"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Copy ``array`` to ``device`` ('cpu' or 'cuda'); returns it unchanged if already there."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return cupy.asnumpy(array)
+    if not cuda_available():
+        raise RuntimeError(f"cannot move an array to 'cuda': {cuda_unavailable_reason()}")
+    return cupy.asarray(array)
+
+
+def to_numpy(array: Any) -> numpy.ndarray:
+    """A host (NumPy) copy or view of ``array``: the one explicit way off the device."""
+    return cupy.asnumpy(array) if device_of(array) == "cuda" else numpy.asarray(array)

@@ -1,0 +1,18 @@
+"""Install the two packages of tinydiff: the autograd engine and the diffusion library."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tinydiff",
+    version="0.1.0",
+    description="Diffusion models from scratch on a small, readable reverse-mode autograd (NumPy or CuPy).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["autograd", "autograd.*", "tinydiff", "tinydiff.*"]),
+    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.7", "tqdm>=4.60"],
+    extras_require={
+        "cuda": ["cupy-cuda12x>=13"],
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+    },
+    entry_points={"console_scripts": ["tinydiff=tinydiff.cli:main"]},
+)
