@@ -1,0 +1,14 @@
+"""autograd: a small reverse-mode automatic differentiation engine on NumPy or CuPy arrays.
+
+    >>> from autograd import Tensor
+    >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([2., 4., 6.], dtype=float32)
+"""
+from autograd.tensor import Tensor, as_tensor, is_grad_enabled, no_grad, tensor
+from autograd.ops.shape import cat, concatenate, stack
+from autograd.gradcheck import GradcheckError, gradcheck
+
+__all__ = ["Tensor", "tensor", "as_tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
+           "stack", "gradcheck", "GradcheckError"]

@@ -1,0 +1,315 @@
+"""The Tensor: an array, plus the recipe to push gradients back through the op that made it.
+
+Every op (see ``autograd/ops``) computes its result on the array's own module (NumPy or CuPy)
+and hands ``make_node`` a ``backward(g)`` closure that maps the gradient of the result, ``g``,
+to the gradients of its inputs. ``Tensor.backward`` walks those closures in reverse
+topological order. That is all reverse-mode autodiff is.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy
+
+from autograd.backend import cupy, device_of, get_array_module, to_device, to_numpy
+
+# Whether ops record the graph. The one piece of global state, as in every autograd: the
+# `no_grad` context below is the only thing that changes it.
+_GRAD_ENABLED = True
+
+
+class no_grad:
+    """Context manager (and decorator) that stops ops from recording the graph.
+
+    Inside it results never require grad, so no backward closures are kept: use it for
+    sampling, evaluation and optimizer updates.
+    """
+
+    def __enter__(self) -> None:
+        global _GRAD_ENABLED
+        self._prev = _GRAD_ENABLED
+        _GRAD_ENABLED = False
+
+    def __exit__(self, *exc: Any) -> None:
+        global _GRAD_ENABLED
+        _GRAD_ENABLED = self._prev
+
+    def __call__(self, fn: Callable) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside a ``no_grad()`` block."""
+    return _GRAD_ENABLED
+
+
+def is_array(x: Any) -> bool:
+    """True for a numpy.ndarray or a cupy.ndarray."""
+    return isinstance(x, numpy.ndarray) or (cupy is not None and isinstance(x, cupy.ndarray))
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    ``Tensor(array)`` keeps the array's dtype and device (a CuPy array stays on the GPU);
+    Python numbers and lists become float32. Only floating-point tensors may require grad.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_grad_norm",
+                 "name", "__weakref__")
+    # Make `numpy_array * tensor` call Tensor.__rmul__ instead of numpy's elementwise loop.
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None,
+                 name: str | None = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        if is_array(data):
+            if dtype is not None:
+                data = data.astype(dtype, copy=False)
+        elif isinstance(data, numpy.generic):
+            data = numpy.asarray(data, dtype=dtype)
+        else:  # Python numbers and (nested) lists: float32 unless told otherwise
+            data = numpy.asarray(data, dtype=numpy.float32 if dtype is None else dtype)
+        if requires_grad and data.dtype.kind not in "fc":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Callable | None = None
+        self._op = "leaf"
+        self._grad_norm: float | None = None
+        self.name = name
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        """'cpu' (NumPy) or 'cuda' (CuPy)."""
+        return device_of(self.data)
+
+    @property
+    def xp(self) -> Any:
+        """The array module of this tensor: numpy or cupy."""
+        return get_array_module(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        dev = ", device='cuda'" if self.device == "cuda" else ""
+        return f"Tensor({self.data!r}{grad}{dev})".replace("\n", "\n       ")
+
+    # ------------------------------------------------------------------ conversions
+    def numpy(self) -> numpy.ndarray:
+        """A host (NumPy) copy of the data, detached from the graph."""
+        return numpy.array(to_numpy(self.data), copy=True)
+
+    def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a tensor with one element converts to a number, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def to(self, device: str) -> Tensor:
+        """The same values on ``device`` ('cpu' or 'cuda'); differentiable (the grad moves back)."""
+        if device_of(self.data) == device:
+            return self
+        src = self.device
+        return make_node(to_device(self.data, device), (self,),
+                         lambda g: (to_device(g, src),), f"to({device})")
+
+    def detach(self) -> Tensor:
+        """The same array, cut from the graph (shares memory, never requires grad)."""
+        return Tensor(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def astype(self, dtype: Any) -> Tensor:
+        """Cast to ``dtype``; the gradient is cast back to this tensor's dtype."""
+        src = self.data.dtype
+        return make_node(self.data.astype(dtype), (self,), lambda g: (g.astype(src),), "astype")
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+        ``gradient`` is d(loss)/d(self); it may be omitted only for a one-element tensor.
+        The graph is freed as it is walked unless ``retain_graph=True``, which also keeps
+        each node's gradient norm for ``graph()``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad (no input required grad, "
+                               "or it was computed under no_grad())")
+        xp = get_array_module(self.data)
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a one-element tensor, got shape "
+                                   f"{self.shape}; reduce it first (e.g. .sum()) or pass gradient=")
+            gradient = xp.ones_like(self.data)
+        else:
+            gradient = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient, dtype=self.dtype)
+            if gradient.shape != self.shape:
+                raise ValueError(f"backward(): gradient shape {gradient.shape} != tensor shape {self.shape}")
+
+        grads: dict[Tensor, Any] = {self: gradient}
+        for node in reversed(self._topological_order()):
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if retain_graph:
+                node._grad_norm = float(xp.sqrt((g.astype(xp.float64) ** 2).sum()))
+            if node._backward is None:  # a leaf: this is where gradients come to rest
+                if g.dtype != node.data.dtype:
+                    g = g.astype(node.data.dtype)
+                # Copy: backward closures may hand the same array to several inputs.
+                node.grad = g.copy() if node.grad is None else node.grad + g
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                prev = grads.get(parent)
+                grads[parent] = pg if prev is None else prev + pg
+            if not retain_graph:  # free the intermediates as soon as their gradient is spent
+                node._parents, node._backward = (), None
+
+    def _topological_order(self) -> list[Tensor]:
+        """Nodes that require grad, each after all of its inputs. Iterative: a UNet graph is
+        thousands of nodes deep and must never meet Python's recursion limit."""
+        order: list[Tensor] = []
+        visited: set[Tensor] = set()
+        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        while stack:
+            node, inputs_done = stack.pop()
+            if inputs_done:
+                order.append(node)
+                continue
+            if node in visited:
+                continue
+            visited.add(node)
+            stack.append((node, True))
+            for p in node._parents:
+                if p.requires_grad and p not in visited:
+                    stack.append((p, False))
+        return order
+
+    def graph(self) -> str:
+        """The graph that produced this tensor as indented text: op, shape and (after
+        ``backward(retain_graph=True)``) the norm of the gradient that flowed through."""
+        from autograd.graph import format_graph
+        return format_graph(self)
+
+    def draw_graph(self, path: str | None = None, ax: Any = None) -> Any:
+        """Draw ``graph()`` with matplotlib; saves to ``path`` if given, returns the figure."""
+        from autograd.graph import draw_graph
+        return draw_graph(self, path=path, ax=ax)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    # Ops are attached at the bottom of this file and implemented in autograd/ops/.
+
+
+def make_node(data: Any, parents: tuple[Tensor, ...], backward: Callable, op: str) -> Tensor:
+    """The result of an op: ``data`` with a link back to ``parents`` through ``backward``.
+
+    ``backward(g)`` returns one gradient (or None) per parent, each of that parent's shape.
+    Nothing is recorded when grad is disabled or no parent requires grad.
+    """
+    out = object.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    out.name = None
+    out._grad_norm = None
+    out._op = op
+    if _GRAD_ENABLED and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        out._parents = parents
+        out._backward = backward
+    else:
+        out.requires_grad = False
+        out._parents = ()
+        out._backward = None
+    return out
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """``x`` as a Tensor; numbers and arrays become constants with ``like``'s dtype and device."""
+    if isinstance(x, Tensor):
+        return x
+    if like is None:
+        return Tensor(x)
+    xp = get_array_module(like.data)
+    if is_array(x):
+        if get_array_module(x) is not xp:
+            raise TypeError(f"cannot combine an array on {device_of(x)!r} with a tensor on {like.device!r}")
+        return Tensor(x)
+    return Tensor(xp.asarray(x, dtype=like.data.dtype))
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Construct a Tensor (same rules as ``Tensor(...)``)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# Attach the operators. Each lives, forward beside backward, in autograd/ops/.
+from autograd.ops import arithmetic as _ar, reduce as _rd, shape as _sh, unary as _un  # noqa: E402
+
+Tensor.__add__ = _ar.add
+Tensor.__radd__ = lambda self, other: _ar.add(other, self)
+Tensor.__sub__ = _ar.sub
+Tensor.__rsub__ = lambda self, other: _ar.sub(other, self)
+Tensor.__mul__ = _ar.mul
+Tensor.__rmul__ = lambda self, other: _ar.mul(other, self)
+Tensor.__truediv__ = _ar.div
+Tensor.__rtruediv__ = lambda self, other: _ar.div(other, self)
+Tensor.__pow__ = _ar.pow
+Tensor.__rpow__ = lambda self, other: _ar.pow(other, self)
+Tensor.__neg__ = _ar.neg
+Tensor.__matmul__ = _ar.matmul
+Tensor.__rmatmul__ = lambda self, other: _ar.matmul(other, self)
+
+Tensor.sum = _rd.sum
+Tensor.mean = _rd.mean
+Tensor.max = _rd.max
+Tensor.var = _rd.var
+
+Tensor.reshape = _sh.reshape
+Tensor.view = _sh.reshape
+Tensor.flatten = _sh.flatten
+Tensor.unsqueeze = _sh.unsqueeze
+Tensor.squeeze = _sh.squeeze
+Tensor.transpose = _sh.transpose
+Tensor.permute = _sh.permute
+Tensor.T = property(lambda self: _sh.permute(self, *reversed(range(self.ndim))))
+Tensor.expand = _sh.expand
+Tensor.__getitem__ = _sh.getitem
+
+for _name in ("exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sin", "cos", "abs"):
+    setattr(Tensor, _name, getattr(_un, _name))
