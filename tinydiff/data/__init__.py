@@ -1,0 +1,4 @@
+"""Datasets: toy 2D distributions (generated) and MNIST (read from IDX files, cached, downloaded)."""
+from tinydiff.data.toy2d import TOY2D_DATASETS, GaussianMixture2D, sample_toy2d, toy2d_mixture
+
+__all__ = ["TOY2D_DATASETS", "GaussianMixture2D", "sample_toy2d", "toy2d_mixture"]
