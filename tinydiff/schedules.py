@@ -1,0 +1,109 @@
+"""Noise schedules beta_1..beta_T, and the timestep subsequences DDIM walks.
+
+A schedule is a float64 NumPy array of length T; entry ``t`` (0-indexed) is the paper's
+beta_{t+1}. Everything downstream (alpha_bar, posterior coefficients) is derived from it in
+``tinydiff.diffusion``, so a schedule is the whole description of the forward process.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+
+# DDPM (arXiv 2006.11239, sec. 4) uses beta_1 = 1e-4 .. beta_T = 0.02 for T = 1000.
+_DDPM_BETA_START = 1e-4
+_DDPM_BETA_END = 0.02
+
+
+def validate_betas(betas: np.ndarray, what: str = "betas") -> np.ndarray:
+    """Check that ``betas`` is a non-empty 1-D array of finite values strictly inside (0, 1).
+
+    beta = 0 would make a step the identity (the posterior variance would divide by zero) and
+    beta = 1 would erase the signal in one step (alpha_bar = 0 everywhere after it).
+    """
+    arr = np.asarray(betas, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D array; got shape {arr.shape}")
+    bad = ~(np.isfinite(arr) & (arr > 0.0) & (arr < 1.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what} must lie strictly inside (0, 1); entry {i} is {arr[i]!r}")
+    return arr
+
+
+def _ddpm_range(num_timesteps: int) -> tuple[float, float]:
+    # improved-diffusion's rule: keep the *total* noise comparable when T changes, so
+    # beta scales like 1/T (scale = 1 exactly at T = 1000, which reproduces DDPM).
+    scale = 1000 / num_timesteps
+    return scale * _DDPM_BETA_START, scale * _DDPM_BETA_END
+
+
+def betas_for_alpha_bar(num_timesteps: int, alpha_bar: Callable[[float], float],
+                        max_beta: float = 0.999) -> np.ndarray:
+    """Discretise a continuous alpha_bar(tau), tau in [0, 1], into T betas.
+
+    beta_t = 1 - alpha_bar(t/T) / alpha_bar((t-1)/T)  (improved DDPM, arXiv 2102.09672, sec. 3.2),
+    so that prod_{s<=t}(1 - beta_s) = alpha_bar(t/T) / alpha_bar(0). Betas are capped at
+    ``max_beta`` because the ratio reaches 1 at tau = 1 (a singular last step).
+    """
+    betas = [min(1.0 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), max_beta)
+             for i in range(num_timesteps)]
+    return np.array(betas, dtype=np.float64)
+
+
+def cosine_alpha_bar(tau: float, s: float = 0.008) -> float:
+    """f(tau) = cos^2(((tau + s) / (1 + s)) * pi / 2)  (improved DDPM eq. 17, before dividing by f(0))."""
+    return math.cos((tau + s) / (1.0 + s) * math.pi / 2) ** 2
+
+
+def make_beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
+    """The betas of a named schedule, as a float64 array of shape (T,).
+
+    - ``"linear"``: DDPM's linspace(1e-4, 0.02, T) for T = 1000; for other T both ends are
+      multiplied by 1000/T, as improved-diffusion does.
+    - ``"cosine"``: improved DDPM eq. 17, alpha_bar_t = f(t/T) / f(0) with s = 0.008, and
+      betas clipped at 0.999.
+    - ``"quadratic"``: betas evenly spaced in sqrt(beta), same ends as "linear".
+    - ``"sigmoid"``: a sigmoid over [-6, 6] stretched between the "linear" ends.
+
+    The scaled ends exceed 1 for T < 21 with "linear"/"quadratic"; that is a ValueError.
+    """
+    if not isinstance(num_timesteps, (int, np.integer)) or isinstance(num_timesteps, bool) \
+            or num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be a positive integer; got {num_timesteps!r}")
+    num_timesteps = int(num_timesteps)
+    if name == "linear":
+        start, end = _ddpm_range(num_timesteps)
+        betas = np.linspace(start, end, num_timesteps, dtype=np.float64)
+    elif name == "cosine":
+        betas = betas_for_alpha_bar(num_timesteps, cosine_alpha_bar)
+    elif name == "quadratic":
+        start, end = _ddpm_range(num_timesteps)
+        betas = np.linspace(math.sqrt(start), math.sqrt(end), num_timesteps, dtype=np.float64) ** 2
+    elif name == "sigmoid":
+        start, end = _ddpm_range(num_timesteps)
+        ramp = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, num_timesteps, dtype=np.float64)))
+        betas = start + (end - start) * ramp
+    else:
+        raise ValueError(f"unknown beta schedule {name!r}; valid names are {', '.join(SCHEDULES)}")
+    return validate_betas(betas, what=f"the {name!r} schedule with T={num_timesteps}")
+
+
+def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
+    """``steps`` timesteps (0-indexed, increasing) spread evenly over 0..T-1, both ends included.
+
+    DDIM (arXiv 2010.02502, sec. 4.2) samples along a subsequence tau of 1..T. Rounding an even
+    grid (rather than a fixed stride such as range(0, T, T // steps)) always starts the reverse
+    chain at the last timestep T-1 (pure noise) and always ends at 0, whatever T and steps are.
+    The sampler steps from tau[i] to tau[i-1], and from tau[0] = 0 to "-1" (alpha_bar = 1).
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in 1..{num_timesteps} (T); got {steps!r}")
+    if steps == 1:
+        return np.array([num_timesteps - 1], dtype=np.int64)
+    # Gaps of the grid are (T-1)/(steps-1) >= 1, so rounding half up keeps the values distinct
+    # (np.round rounds half to even, which could merge 1.5 and 2.5).
+    return np.floor(np.linspace(0, num_timesteps - 1, steps) + 0.5).astype(np.int64)
