@@ -196,7 +196,7 @@ class Tensor:
                 prev = grads.get(parent)
                 grads[parent] = pg if prev is None else prev + pg
             if not retain_graph:  # free the intermediates as soon as their gradient is spent
-                node._parents, node._backward = (), None
+                node._parents, node._backward = (), _freed_backward(node._op)
 
     def _topological_order(self) -> list[Tensor]:
         """Nodes that require grad, each after all of its inputs. Iterative: a UNet graph is
@@ -234,6 +234,15 @@ class Tensor:
             yield self[i]
 
     # Ops are attached at the bottom of this file and implemented in autograd/ops/.
+
+
+def _freed_backward(op: str) -> Callable:
+    """The backward of a node whose graph ``backward()`` already freed: it must not read as a leaf
+    (a second backward would then stop there silently and leave every input's grad unchanged)."""
+    def backward(g: Any) -> tuple:
+        raise RuntimeError(f"backward(): the graph through this {op!r} node was freed by an earlier "
+                           f"backward(); pass retain_graph=True to the first call to backward twice")
+    return backward
 
 
 def make_node(data: Any, parents: tuple[Tensor, ...], backward: Callable, op: str) -> Tensor:
