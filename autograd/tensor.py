@@ -7,6 +7,7 @@ topological order. That is all reverse-mode autodiff is.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterator
 
 import numpy
@@ -25,20 +26,25 @@ class no_grad:
     sampling, evaluation and optimizer updates.
     """
 
+    def __init__(self) -> None:
+        # A stack, not one saved flag: the same instance may be entered again before it exits
+        # (`ng = no_grad()` used in a recursive helper), and each exit must restore its own entry.
+        self._prev: list[bool] = []
+
     def __enter__(self) -> None:
         global _GRAD_ENABLED
-        self._prev = _GRAD_ENABLED
+        self._prev.append(_GRAD_ENABLED)
         _GRAD_ENABLED = False
 
     def __exit__(self, *exc: Any) -> None:
         global _GRAD_ENABLED
-        _GRAD_ENABLED = self._prev
+        _GRAD_ENABLED = self._prev.pop()
 
     def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with no_grad():
                 return fn(*args, **kwargs)
-        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper
 
 
