@@ -37,6 +37,17 @@ def cuda_unavailable_reason() -> str:
     return "CuPy is installed but no CUDA device is visible"
 
 
+def is_array(x: Any) -> bool:
+    """True for a numpy.ndarray or a cupy.ndarray."""
+    return isinstance(x, numpy.ndarray) or (cupy is not None and isinstance(x, cupy.ndarray))
+
+
+def host_array(data: Any, dtype: Any = None) -> numpy.ndarray:
+    """Python numbers, (nested) lists and NumPy scalars as a NumPy array: where data typed in
+    Python starts, before any op runs (so this is not a host round trip)."""
+    return numpy.asarray(data, dtype=dtype)
+
+
 def get_array_module(*arrays: Any) -> ModuleType:
     """The module (numpy or cupy) that owns these arrays; numpy for anything else."""
     if cupy is not None:
@@ -64,6 +75,9 @@ def to_device(array: Any, device: str) -> Any:
     return cupy.asarray(array)
 
 
-def to_numpy(array: Any) -> numpy.ndarray:
-    """A host (NumPy) copy or view of ``array``: the one explicit way off the device."""
-    return cupy.asnumpy(array) if device_of(array) == "cuda" else numpy.asarray(array)
+def to_numpy(array: Any, copy: bool = False) -> numpy.ndarray:
+    """A host (NumPy) copy of ``array`` (a view of a NumPy array unless ``copy``): the one
+    explicit way off the device."""
+    if device_of(array) == "cuda":
+        return cupy.asnumpy(array)
+    return numpy.array(array, copy=True) if copy else numpy.asarray(array)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator
 
-import numpy
-
-from autograd.backend import cupy, device_of, get_array_module, to_device, to_numpy
+from autograd.backend import device_of, get_array_module, host_array, is_array, to_device, to_numpy
 
 # Whether ops record the graph. The one piece of global state, as in every autograd: the
 # `no_grad` context below is the only thing that changes it.
@@ -53,11 +51,6 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
 
 
-def is_array(x: Any) -> bool:
-    """True for a numpy.ndarray or a cupy.ndarray."""
-    return isinstance(x, numpy.ndarray) or (cupy is not None and isinstance(x, cupy.ndarray))
-
-
 class Tensor:
     """An n-dimensional array that remembers how it was computed.
 
@@ -77,10 +70,10 @@ class Tensor:
         if is_array(data):
             if dtype is not None:
                 data = data.astype(dtype, copy=False)
-        elif isinstance(data, numpy.generic):
-            data = numpy.asarray(data, dtype=dtype)
-        else:  # Python numbers and (nested) lists: float32 unless told otherwise
-            data = numpy.asarray(data, dtype=numpy.float32 if dtype is None else dtype)
+        else:  # NumPy scalars keep their dtype; Python numbers and (nested) lists become float32
+            if dtype is None and not hasattr(data, "dtype"):
+                dtype = "float32"
+            data = host_array(data, dtype)
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
         self.data = data
@@ -132,9 +125,9 @@ class Tensor:
         return f"Tensor({self.data!r}{grad}{dev})".replace("\n", "\n       ")
 
     # ------------------------------------------------------------------ conversions
-    def numpy(self) -> numpy.ndarray:
+    def numpy(self) -> Any:
         """A host (NumPy) copy of the data, detached from the graph."""
-        return numpy.array(to_numpy(self.data), copy=True)
+        return to_numpy(self.data, copy=True)
 
     def item(self) -> float:
         if self.data.size != 1:
