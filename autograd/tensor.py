@@ -267,8 +267,16 @@ def make_node(data: Any, parents: tuple[Tensor, ...], backward: Callable, op: st
     return out
 
 
+# Kinds of dtype from narrowest to widest: a Python constant may widen the kind, never the size.
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """``x`` as a Tensor; numbers and arrays become constants with ``like``'s dtype and device."""
+    """``x`` as a Tensor; numbers and arrays become constants on ``like``'s device.
+
+    A number or list takes ``like``'s dtype (``float32_tensor * 2.0`` stays float32, as in
+    NumPy 2) unless it is of a wider kind: ``int_tensor * 2.5`` is float64, not a truncated 2.
+    """
     if isinstance(x, Tensor):
         return x
     if like is None:
@@ -278,7 +286,11 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
         if get_array_module(x) is not xp:
             raise TypeError(f"cannot combine an array on {device_of(x)!r} with a tensor on {like.device!r}")
         return Tensor(x)
-    return Tensor(xp.asarray(x, dtype=like.data.dtype))
+    value = xp.asarray(x)
+    dtype = like.data.dtype
+    if _KIND_RANK.get(value.dtype.kind, 0) > _KIND_RANK.get(dtype.kind, 0):
+        dtype = xp.result_type(dtype, value.dtype)
+    return Tensor(value.astype(dtype, copy=False))
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
