@@ -56,7 +56,9 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
 def permute(x: Tensor, *dims: Any) -> Tensor:
     """y = x with axes reordered: y.shape[i] = x.shape[dims[i]].    dL/dx = permute(g, argsort(dims))."""
     dims = _shape_arg(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    # Range first: an out-of-range axis must not wrap around into a valid-looking permutation.
+    if (any(not -x.ndim <= d < x.ndim for d in dims)
+            or sorted(d % x.ndim for d in dims) != list(range(x.ndim))):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} axes of shape {x.shape}")
     dims = tuple(d % x.ndim for d in dims)
     inverse = tuple(sorted(range(x.ndim), key=dims.__getitem__))
