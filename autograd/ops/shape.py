@@ -76,7 +76,11 @@ def expand(x: Tensor, *shape: Any) -> Tensor:
     """Broadcast x to ``shape`` without copying.    dL/dx = g summed over the broadcast axes."""
     from autograd.ops.arithmetic import unbroadcast
     shape = _shape_arg(shape)
-    out = x.xp.broadcast_to(x.data, shape)
+    try:
+        out = x.xp.broadcast_to(x.data, shape)
+    except ValueError:
+        raise ValueError(f"expand: cannot broadcast a tensor of shape {x.shape} to {shape} (each axis "
+                         f"must match or be 1 in the tensor; new axes go in front)") from None
     return make_node(out, (x,), lambda g: (unbroadcast(g, x.shape),), "expand")
 
 
