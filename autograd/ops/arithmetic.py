@@ -105,6 +105,8 @@ def pow(a: Any, b: Any) -> Tensor:
         p = float(b)  # the common case, x ** 2: a plain number exponent
 
         def backward_scalar(g):
+            if p == 0:  # x ** 0 is the constant 1; p x^(p-1) would give 0 * inf = nan at x = 0
+                return (a.xp.zeros_like(a.data),)
             return (g * (p * a.data ** (p - 1)),)
         return make_node(a.data ** p, (a,), backward_scalar, f"pow({p:g})")
     a, b = _operands(a, b, "pow")
