@@ -28,7 +28,9 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge axes start_dim..end_dim into one (torch.flatten)."""
+    """Merge axes start_dim..end_dim into one (torch.flatten; a 0-d tensor becomes shape (1,))."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
     end = end_dim % x.ndim
     start = start_dim % x.ndim
     n = 1
@@ -47,6 +49,8 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     """Drop axes of size 1 (only ``dim`` if given)."""
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
+    if x.ndim == 0:
+        return x
     dim = dim % x.ndim
     if x.shape[dim] != 1:
         return x
