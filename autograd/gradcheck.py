@@ -49,8 +49,10 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], eps: float = 
     for k in checked:
         x = inputs[k]
         analytic = to_numpy(x.grad) if x.grad is not None else numpy.zeros(x.shape)
-        x.data = xp.ascontiguousarray(x.data)
-        flat = x.data.reshape(-1)  # a view of a contiguous array: perturbing it perturbs x
+        # A private C-ordered copy: its flat view perturbs x alone (never an array x shares memory
+        # with), and unlike ascontiguousarray it keeps a 0-d input 0-d.
+        x.data = x.data.copy(order="C")
+        flat = x.data.reshape(-1)
         numeric = numpy.empty(x.size)
         for i in range(x.size):
             orig = float(flat[i])
