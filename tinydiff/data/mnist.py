@@ -31,8 +31,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinydiff import __version__
-
 DATA_ENV_VAR = "TINYDIFF_DATA"
 MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",        # torchvision's mirror
@@ -195,6 +193,7 @@ def _from_local(root: Path, source: str, split: _Split) -> tuple[_Found, _Found]
 
 def _open_url(url: str, timeout: float):
     """Open `url` for reading (the single network entry point; tests replace it)."""
+    from tinydiff import __version__   # here, not at import time: no cycle with the package init
     request = urllib.request.Request(url, headers={"User-Agent": f"tinydiff/{__version__}"})
     return urllib.request.urlopen(request, timeout=timeout)
 
