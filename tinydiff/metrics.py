@@ -78,6 +78,8 @@ def sliced_wasserstein(x: np.ndarray, y: np.ndarray, n_projections: int = 512,
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"sliced_wasserstein needs equal sample sizes, got {x.shape[0]} and "
                          f"{y.shape[0]}; subsample the larger one")
+    if n_projections < 1:
+        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
     theta = random_directions(n_projections, x.shape[1], rng)
     px = np.sort(x @ theta.T, axis=0)
     py = np.sort(y @ theta.T, axis=0)
