@@ -1,0 +1,106 @@
+"""Activations: silu and gelu as whole ops, plus relu/sigmoid/tanh as functions.
+
+Each forward keeps the one array its derivative needs (the logistic s for silu, the normal
+cdf for gelu) and works in place on the buffers it owns: on the CPU every extra live
+temporary the size of an activation map costs as much as the arithmetic itself.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from autograd.backend import get_array_module
+from autograd.functional.special import erf
+from autograd.tensor import Tensor, make_node
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_C = math.sqrt(2.0 / math.pi)  # constants of the tanh approximation of gelu
+_TANH_K = 0.044715
+
+
+def logistic(z: Any, out: Any = None) -> Any:
+    """Array-level s = 1 / (1 + exp(-z)) = (1 + tanh(z/2)) / 2, written into ``out`` (may be ``z``).
+
+    The tanh form never overflows (exp(-z) does for z < -88 in float32) and runs as four
+    in-place passes over one buffer, faster on the CPU than scipy's expit.
+    """
+    xp = get_array_module(z)
+    out = xp.multiply(z, 0.5, out=xp.empty_like(z) if out is None else out)  # an array even for 0-d z
+    xp.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def relu(input: Tensor) -> Tensor:
+    """y = max(x, 0).    dy/dx = 1 if x > 0 else 0."""
+    return input.relu()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """y = 1 / (1 + exp(-x)).    dy/dx = y (1 - y)."""
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    """y = tanh(x).    dy/dx = 1 - y^2."""
+    return input.tanh()
+
+
+def silu(input: Tensor) -> Tensor:
+    """y = x s(x), s the logistic sigmoid.    dy/dx = s + x s (1 - s) = s + y (1 - s)."""
+    x = input.data
+    s = logistic(x)
+    y = x * s
+
+    def backward(g):
+        # y is this node's own output, alive as long as the graph is, so reusing it is free.
+        gx = 1 - s
+        gx *= y
+        gx += s
+        gx *= g
+        return (gx,)
+    return make_node(y, (input,), backward, "silu")
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """y = x Phi(x), Phi the standard normal cdf.    dy/dx = Phi(x) + x phi(x), phi = Phi' the pdf.
+
+    ``approximate="tanh"``: y = x (1 + t)/2, t = tanh(c (x + k x^3)), c = sqrt(2/pi), k = 0.044715;
+    dy/dx = (1 + t)/2 + x (1 - t^2) c (1 + 3 k x^2) / 2.
+    """
+    if approximate == "none":
+        return _gelu_erf(input)
+    if approximate == "tanh":
+        return _gelu_tanh(input)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def _gelu_erf(input: Tensor) -> Tensor:
+    xp, x = input.xp, input.data
+    cdf = erf(x * _SQRT_HALF)
+    cdf += 1
+    cdf *= 0.5                                   # Phi(x)
+    y = x * cdf
+
+    def backward(g):
+        gx = xp.exp(x * x * -0.5) * _INV_SQRT_2PI   # phi(x)
+        gx *= x
+        gx += cdf
+        gx *= g
+        return (gx,)
+    return make_node(y, (input,), backward, "gelu")
+
+
+def _gelu_tanh(input: Tensor) -> Tensor:
+    xp, x = input.xp, input.data
+    t = xp.tanh(_TANH_C * (x + _TANH_K * x ** 3))
+    y = 0.5 * x * (1 + t)
+
+    def backward(g):
+        du_dx = _TANH_C * (1 + 3 * _TANH_K * x * x)
+        gx = 0.5 * (1 + t + x * (1 - t * t) * du_dx)
+        gx *= g
+        return (gx,)
+    return make_node(y, (input,), backward, "gelu")

@@ -1,0 +1,87 @@
+"""linear, embedding and dropout: the ops of fully connected layers.
+
+linear is one op rather than matmul + transpose + add: with the leading dimensions folded into
+one, its forward and both weight gradients are single matrix products.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from autograd.random import default_generator
+from autograd.tensor import Tensor, make_node
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b, x (*, in), W (out, in), b (out,).    dL/dx = g W,  dL/dW = g^T x,  dL/db = sum g
+    (the last two summed over every leading dimension of x)."""
+    if weight.ndim != 2 or input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input (*, in_features) {input.shape} does not match weight "
+                         f"(out_features, in_features) {weight.shape}")
+    if input.device != weight.device or (bias is not None and bias.device != weight.device):
+        raise RuntimeError(f"linear: input is on {input.device!r} but weight on {weight.device!r}"
+                           + (f" and bias on {bias.device!r}" if bias is not None else ""))
+    out_features, in_features = weight.shape
+    if bias is not None and bias.shape != (out_features,):
+        raise ValueError(f"linear: bias must have shape ({out_features},) to match weight {weight.shape}, "
+                         f"got {bias.shape}")
+    lead = input.shape[:-1]
+    x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
+    y = x2 @ weight.data.T
+    if bias is not None:
+        y += bias.data
+
+    def backward(g):
+        g2 = g.reshape(-1, out_features)
+        gx = (g2 @ weight.data).reshape(input.shape) if input.requires_grad else None
+        gw = g2.T @ x2 if weight.requires_grad else None
+        gb = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
+        return (gx, gw) + ((gb,) if bias is not None else ())
+
+    parents = (input, weight) + ((bias,) if bias is not None else ())
+    return make_node(y.reshape(lead + (out_features,)), parents, backward, "linear")
+
+
+def embedding(input: Any, weight: Tensor) -> Tensor:
+    """y[...] = W[i[...]], rows of W (num_embeddings, dim) picked by integer indices i.
+    dL/dW_r = sum of g over the positions where i == r (indices may repeat)."""
+    idx = input.data if isinstance(input, Tensor) else input
+    xp = weight.xp
+    idx = xp.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be (num_embeddings, embedding_dim), got shape {weight.shape}")
+    num, dim = weight.shape
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
+        raise IndexError(f"embedding: indices must lie in [0, {num}) for a weight of shape {weight.shape}; "
+                         f"got values in [{int(idx.min())}, {int(idx.max())}]")
+    out = xp.take(weight.data, idx, axis=0)
+
+    def backward(g):
+        gw = xp.zeros_like(weight.data)
+        # add.at accumulates repeated indices; fancy assignment would keep only the last one.
+        xp.add.at(gw, idx.reshape(-1), g.reshape(-1, dim))
+        return (gw,)
+    return make_node(out, (weight,), backward, "embedding")
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:
+    """y = x * m / (1 - p), m_i ~ Bernoulli(1 - p) (inverted dropout: E[y] = x).    dL/dx = g * m / (1 - p).
+
+    ``p=0`` or ``training=False`` returns ``input`` itself. The mask is drawn from ``generator``
+    (default: ``autograd.random.default_generator`` of the input's backend).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    xp, x = input.xp, input.data
+    if p == 1.0:  # everything dropped; 1/(1-p) would divide by zero
+        return make_node(xp.zeros_like(x), (input,), lambda g: (xp.zeros_like(g),), "dropout")
+    rng = default_generator(xp) if generator is None else generator
+    draw_dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
+    u = rng.random(x.shape, dtype=draw_dtype)
+    # P(u >= p) = 1 - p for u uniform on [0, 1). Keep the scaled mask: backward is one product.
+    scaled_mask = (u >= p).astype(x.dtype)
+    scaled_mask *= 1.0 / (1.0 - p)
+    return make_node(x * scaled_mask, (input,), lambda g: (g * scaled_mask,), "dropout")

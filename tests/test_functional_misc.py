@@ -1,0 +1,257 @@
+"""Activations, linear, embedding, dropout and the losses: values against independent formulas
+(SciPy's erf/expit/logsumexp, einsum, loops), gradients against finite differences, and the
+statistics and determinism of dropout."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.special import erf, expit, logsumexp
+
+import autograd.functional as F
+from autograd import Tensor, gradcheck
+from autograd.random import manual_seed
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+
+
+def float64_arrays(low=-5.0, high=5.0):
+    return shapes.flatmap(lambda s: hnp.arrays(np.float64, s, elements=st.floats(low, high)))
+
+
+# ----------------------------------------------------------------------------- activations
+
+ACTIVATIONS = {
+    "silu": (F.silu, lambda x: x * expit(x)),
+    "gelu": (F.gelu, lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2)))),
+    "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"),
+                  lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
+    "relu": (F.relu, lambda x: np.maximum(x, 0)),
+    "sigmoid": (F.sigmoid, expit),
+    "tanh": (F.tanh, np.tanh),
+}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@given(x=float64_arrays())
+def test_activation_values(name, x):
+    fn, formula = ACTIVATIONS[name]
+    np.testing.assert_allclose(fn(Tensor(x)).data, formula(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@given(x=float64_arrays())
+def test_activation_gradcheck(name, x):
+    fn, _ = ACTIVATIONS[name]
+    if name == "relu":
+        x = np.where(np.abs(x) < 1e-3, 0.5, x)  # keep finite differences off the kink
+    assert gradcheck(fn, [Tensor(x, requires_grad=True)])
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activations_keep_float32_and_survive_extremes(name):
+    fn, formula = ACTIVATIONS[name]
+    x = Tensor(np.array([-200.0, -30.0, -1.0, 0.0, 0.5, 30.0, 200.0], np.float32), requires_grad=True)
+    y = fn(x)
+    y.sum().backward()
+    assert y.dtype == x.grad.dtype == np.float32
+    np.testing.assert_allclose(y.data, formula(x.data.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    assert np.isfinite(x.grad).all()
+
+
+def test_gelu_rejects_unknown_approximation():
+    with pytest.raises(ValueError, match="'none' or 'tanh'"):
+        F.gelu(Tensor([1.0]), approximate="erf")
+
+
+# ----------------------------------------------------------------------------- linear
+
+@given(lead=st.lists(st.integers(1, 3), max_size=2), n_in=st.integers(1, 4), n_out=st.integers(1, 4),
+       with_bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_linear_values_and_gradcheck(lead, n_in, n_out, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.standard_normal(tuple(lead) + (n_in,)), requires_grad=True)
+    w = Tensor(rng.standard_normal((n_out, n_in)), requires_grad=True)
+    b = Tensor(rng.standard_normal(n_out), requires_grad=True) if with_bias else None
+    y = F.linear(x, w, b)
+    expected = np.einsum("...i,oi->...o", x.data, w.data) + (b.data if with_bias else 0)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        assert gradcheck(F.linear, [x, w, b])
+    else:
+        assert gradcheck(F.linear, [x, w])
+
+
+def test_linear_keeps_float32_and_skips_frozen_inputs():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    w = Tensor(rng.standard_normal((2, 3)).astype(np.float32), requires_grad=True)
+    b = Tensor(np.zeros(2, np.float32))
+    y = F.linear(x, w, b)
+    y.sum().backward()
+    assert y.dtype == w.grad.dtype == np.float32 and x.grad is None
+    np.testing.assert_allclose(w.grad, np.tile(x.data.sum(0), (2, 1)), rtol=1e-6)
+
+
+def test_linear_shape_errors_name_the_shapes():
+    x = Tensor(np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(2, 5\)"):
+        F.linear(x, Tensor(np.zeros((2, 5), np.float32)))
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\)"):
+        F.linear(x, Tensor(np.zeros((2, 3), np.float32)), Tensor(np.zeros(3, np.float32)))
+
+
+# ----------------------------------------------------------------------------- embedding
+
+@given(idx=hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=2, max_side=5), elements=st.integers(0, 3)),
+       dim=st.integers(1, 3))
+def test_embedding_values_and_repeated_index_gradients(idx, dim):
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal((4, dim)), requires_grad=True)
+    y = F.embedding(idx, w)
+    assert y.shape == idx.shape + (dim,)
+    for pos in np.ndindex(*idx.shape):
+        np.testing.assert_array_equal(y.data[pos], w.data[idx[pos]])
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    expected = np.zeros((4, dim))
+    for pos in np.ndindex(*idx.shape):  # every occurrence of row r adds its gradient to row r
+        expected[idx[pos]] += g[pos]
+    np.testing.assert_allclose(w.grad, expected, rtol=1e-12, atol=1e-12)
+    if idx.size:
+        assert gradcheck(lambda w: F.embedding(Tensor(idx), w), [Tensor(w.data, requires_grad=True)])
+
+
+def test_embedding_errors():
+    w = Tensor(np.zeros((3, 2), np.float32))
+    with pytest.raises(IndexError, match=r"\[0, 3\).*\[0, 3\]"):
+        F.embedding(np.array([0, 3]), w)
+    with pytest.raises(IndexError, match=r"\[-1, 1\]"):
+        F.embedding(np.array([-1, 1]), w)
+    with pytest.raises(TypeError, match="integers"):
+        F.embedding(np.array([0.0]), w)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+def test_dropout_statistics():
+    p, n = 0.3, 200_000
+    x = Tensor(np.ones(n, np.float32))
+    y = F.dropout(x, p, generator=np.random.default_rng(0)).data
+    kept = (y != 0).mean()
+    assert abs(kept - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n)        # Bernoulli(1 - p) mask
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - p), rtol=1e-6)      # survivors scaled by 1/(1-p)
+    assert abs(y.mean() - 1.0) < 5 * math.sqrt(p / (1 - p) / n)         # so E[y] = x
+    assert y.dtype == np.float32
+
+
+def test_dropout_is_deterministic_given_a_generator_or_the_seed():
+    x = Tensor(np.ones((50, 40)))
+    a = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    b = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    np.testing.assert_array_equal(a, b)
+    manual_seed(11)
+    c = F.dropout(x, 0.5).data
+    d = F.dropout(x, 0.5).data
+    manual_seed(11)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).data, c)
+    assert not np.array_equal(c, d)  # the default generator advances
+
+
+def test_dropout_gradient_is_the_scaled_mask():
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.uniform(1, 2, (30, 20)), requires_grad=True)
+    y = F.dropout(x, 0.25, generator=np.random.default_rng(3))
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    mask = y.data != 0
+    np.testing.assert_allclose(x.grad, g * mask / 0.75, rtol=1e-12)
+    np.testing.assert_allclose(y.data, x.data * mask / 0.75, rtol=1e-12)
+
+
+def test_dropout_edge_cases():
+    x = Tensor(np.ones(10, np.float32), requires_grad=True)
+    assert F.dropout(x, 0.0) is x
+    assert F.dropout(x, 0.9, training=False) is x
+    y = F.dropout(x, 1.0)
+    np.testing.assert_array_equal(y.data, 0.0)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, 0.0)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+            F.dropout(x, bad)
+
+
+# ----------------------------------------------------------------------------- losses
+
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+@given(x=float64_arrays(), reduction=st.sampled_from(REDUCTIONS), seed=st.integers(0, 2**32 - 1))
+def test_mse_loss_values_and_gradcheck(x, reduction, seed):
+    t = np.random.default_rng(seed).standard_normal(x.shape)
+    sq = (x - t) ** 2
+    expected = {"mean": sq.mean(), "sum": sq.sum(), "none": sq}[reduction]
+    xt, tt = Tensor(x, requires_grad=True), Tensor(t, requires_grad=True)
+    np.testing.assert_allclose(F.mse_loss(xt, tt, reduction).data, expected, rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda a, b: F.mse_loss(a, b, reduction=reduction), [xt, tt])
+
+
+def test_mse_loss_float32_and_errors():
+    x = Tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    loss = F.mse_loss(x, np.zeros((3, 2), np.float32))
+    loss.backward()
+    assert loss.dtype == x.grad.dtype == np.float32 and loss.shape == ()
+    np.testing.assert_allclose(x.grad, 2 / 6)
+    with pytest.raises(ValueError, match=r"\(3, 2\).*\(3, 1\)"):
+        F.mse_loss(x, np.zeros((3, 1), np.float32))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        F.mse_loss(x, x, reduction="avg")
+
+
+def cross_entropy_formula(logits, target):
+    """Per-sample -log softmax(x)[t] = logsumexp(x) - x[t], classes on axis 1."""
+    lse = logsumexp(logits, axis=1)
+    picked = np.take_along_axis(logits, np.expand_dims(target, 1), axis=1).squeeze(1)
+    return lse - picked
+
+
+@given(n=st.integers(1, 4), c=st.integers(1, 5), extra=st.lists(st.integers(1, 3), max_size=1),
+       reduction=st.sampled_from(REDUCTIONS), shift=st.sampled_from([0.0, 1e4]), seed=st.integers(0, 2**32 - 1))
+def test_cross_entropy_values_and_gradcheck(n, c, extra, reduction, shift, seed):
+    rng = np.random.default_rng(seed)
+    logits = shift + rng.standard_normal((n, c) + tuple(extra))
+    target = rng.integers(0, c, (n,) + tuple(extra))
+    per_sample = cross_entropy_formula(logits, target)
+    expected = {"mean": per_sample.mean(), "sum": per_sample.sum(), "none": per_sample}[reduction]
+    x = Tensor(logits, requires_grad=True)
+    np.testing.assert_allclose(F.cross_entropy(x, target, reduction).data, expected, rtol=1e-9, atol=1e-9)
+    assert gradcheck(lambda t: F.cross_entropy(t, target, reduction=reduction), [x])
+
+
+def test_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
+    x = Tensor(np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]], np.float32), requires_grad=True)
+    loss = F.cross_entropy(x, np.array([0, 2]))
+    loss.backward()
+    p = np.exp(x.data - logsumexp(x.data.astype(np.float64), axis=1, keepdims=True))
+    onehot = np.eye(3)[[0, 2]]
+    assert loss.dtype == x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, (p - onehot) / 2, rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_errors():
+    x = Tensor(np.zeros((2, 3), np.float32))
+    with pytest.raises(IndexError, match=r"\[0, 3\) for 3 classes; got values in \[0, 3\]"):
+        F.cross_entropy(x, np.array([0, 3]))
+    with pytest.raises(IndexError, match=r"\[-1, 1\]"):
+        F.cross_entropy(x, np.array([-1, 1]))
+    with pytest.raises(ValueError, match=r"targets of shape \(2,\), got \(3,\)"):
+        F.cross_entropy(x, np.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="integer class indices"):
+        F.cross_entropy(x, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        F.cross_entropy(x, np.array([0, 1]), reduction="batchmean")
