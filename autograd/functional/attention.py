@@ -1,0 +1,184 @@
+"""softmax, log_softmax and scaled dot-product attention, each a whole op with its own backward.
+
+Numerical stability: softmax is invariant to shifting a row by a constant, so every row is
+shifted by its maximum before exp; the largest term becomes exp(0) = 1 and nothing overflows.
+A row that is entirely -inf (an attention query with every key masked out) gets probability
+zero everywhere instead of 0/0 = NaN, as PyTorch's own attention does; its gradient is zero.
+
+``scaled_dot_product_attention_reference`` composes the same attention from Tensor ops
+(matmul, softmax); the tests check that the two agree in value and gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from autograd.backend import get_array_module
+from autograd.ops.arithmetic import unbroadcast
+from autograd.tensor import Tensor, is_array, make_node
+
+
+def _row_max(a: Any, axis: int) -> Any:
+    """max of ``a`` along ``axis`` (kept), with -inf rows mapped to 0 so that a - max stays -inf."""
+    xp = get_array_module(a)
+    m = a.max(axis=axis, keepdims=True)
+    return xp.where(xp.isfinite(m), m, 0)
+
+
+def _softmax_inplace(a: Any, axis: int) -> Any:
+    """Overwrite the scores ``a`` with softmax(a) along ``axis`` and return it."""
+    xp = get_array_module(a)
+    a -= _row_max(a, axis)
+    xp.exp(a, out=a)
+    # Every row with a finite maximum contains exp(0) = 1, so its sum is >= 1; only a fully
+    # masked row sums to 0, and max(sum, 1) turns its 0/0 into 0/1.
+    a /= xp.maximum(a.sum(axis=axis, keepdims=True), 1)
+    return a
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``.    dL/dx = y * (g - sum_j g_j y_j)."""
+    y = _softmax_inplace(input.data.copy(), dim)
+
+    def backward(g):
+        gx = g - (g * y).sum(axis=dim, keepdims=True)
+        gx *= y
+        return (gx,)
+    return make_node(y, (input,), backward, "softmax")
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:
+    """y_i = x_i - log sum_j exp(x_j) along ``dim``.    dL/dx = g - exp(y) * sum_j g_j."""
+    xp, x = input.xp, input.data
+    y = x - _row_max(x, dim)
+    y -= xp.log(xp.exp(y).sum(axis=dim, keepdims=True))
+
+    def backward(g):
+        gx = xp.exp(y)
+        gx *= -g.sum(axis=dim, keepdims=True)
+        gx += g
+        return (gx,)
+    return make_node(y, (input,), backward, "log_softmax")
+
+
+def _as_tensor_mask(attn_mask: Any) -> Tensor | None:
+    if attn_mask is None or isinstance(attn_mask, Tensor):
+        return attn_mask
+    if is_array(attn_mask):
+        return Tensor(attn_mask)
+    raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, an array or None, "
+                    f"got {type(attn_mask).__name__}")
+
+
+def _additive_mask(query: Tensor, key: Tensor, attn_mask: Tensor | None, is_causal: bool) -> Any:
+    """The mask as an array added to the scores (0 where allowed, -inf where masked), or None."""
+    xp = query.xp
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+        # Query i sees keys 0..i (top-left aligned, as torch.ones(L, S).tril()).
+        allowed = xp.tri(L, S, dtype=bool)
+        return xp.where(allowed, 0, -math.inf).astype(query.dtype)
+    if attn_mask is None:
+        return None
+    m = attn_mask.data
+    if not _broadcasts_to(m.shape[-2:], (L, S)):
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not broadcast "
+                         f"to the scores' shape (..., L={L}, S={S})")
+    if m.dtype == bool:  # True = may attend, as in PyTorch
+        return xp.where(m, 0, -math.inf).astype(query.dtype)
+    if m.dtype != query.dtype:
+        raise TypeError(f"scaled_dot_product_attention: a float attn_mask must have the query's dtype "
+                        f"{query.dtype}, got {m.dtype}")
+    return m
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None) -> Tensor:
+    """O = P V,  P = softmax(Q K^T * scale + mask) over keys.    With dS = P * (dP - rowsum(dP * P)), dP = dO V^T:
+    dV = P^T dO,  dQ = dS K * scale,  dK = dS^T Q * scale,  d(mask) = dS.
+
+    Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev); the leading
+    dimensions broadcast. ``scale`` defaults to 1/sqrt(E). ``attn_mask`` broadcasts to
+    (..., L, S): bool (True = may attend) or float (added to the scores; a float Tensor that
+    requires grad, e.g. a learned position bias, receives dS). ``is_causal`` lets query i see
+    keys 0..i. Only ``dropout_p=0`` is supported.
+    """
+    if dropout_p != 0.0:
+        raise NotImplementedError("scaled_dot_product_attention: dropout_p must be 0 (attention dropout "
+                                  "is not implemented); apply F.dropout to the output instead")
+    _check_qkv(query, key, value)
+    xp = query.xp
+    mask_t = _as_tensor_mask(attn_mask)
+    mask = _additive_mask(query, key, mask_t, is_causal)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    q, k, v = query.data, key.data, value.data
+
+    # Scale Q (L x E) rather than the scores (L x S): same result, fewer multiplications when E < S.
+    p = xp.matmul(q * scale, xp.swapaxes(k, -1, -2))
+    if mask is not None:
+        if _broadcasts_to(mask.shape, p.shape):
+            p += mask
+        else:
+            p = p + mask
+    _softmax_inplace(p, -1)
+    out = xp.matmul(p, v)
+
+    def backward(g):
+        dq = dk = dv = dmask = None
+        if value.requires_grad:
+            dv = unbroadcast(xp.matmul(xp.swapaxes(p, -1, -2), g), value.shape)
+        if query.requires_grad or key.requires_grad or (mask_t is not None and mask_t.requires_grad):
+            ds = xp.matmul(g, xp.swapaxes(v, -1, -2))            # dP
+            # rowsum(dP * P) = rowsum(dO * O), since O = P V: an (L, Ev) product instead of (L, S).
+            ds -= (g * out).sum(axis=-1, keepdims=True)
+            ds *= p                                              # dS = P * (dP - rowsum(dP * P))
+            if mask_t is not None and mask_t.requires_grad:
+                dmask = unbroadcast(ds, mask_t.shape)
+            if query.requires_grad:
+                dq = unbroadcast(xp.matmul(ds, k) * scale, query.shape)
+            if key.requires_grad:
+                dk = unbroadcast(xp.matmul(xp.swapaxes(ds, -1, -2), q) * scale, key.shape)
+        return (dq, dk, dv) + ((dmask,) if mask_t is not None else ())
+
+    parents = (query, key, value) + ((mask_t,) if mask_t is not None else ())
+    return make_node(out, parents, backward, "scaled_dot_product_attention")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """True if an array of ``shape`` broadcasts to exactly ``target``."""
+    if len(shape) > len(target):
+        return False
+    return all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    devices = {query.device, key.device, value.device}
+    if len(devices) > 1:
+        raise RuntimeError(f"scaled_dot_product_attention: query, key, value are on different devices "
+                           f"{query.device}, {key.device}, {value.device}")
+    if min(query.ndim, key.ndim, value.ndim) < 2:
+        raise ValueError(f"scaled_dot_product_attention: query, key, value need at least 2 dims "
+                         f"(..., L, E), got shapes {query.shape}, {key.shape}, {value.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: expected query (..., L, E), key (..., S, E), "
+                         f"value (..., S, Ev); got {query.shape}, {key.shape}, {value.shape}")
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(f"scaled_dot_product_attention: query, key, value dtypes differ: "
+                        f"{query.dtype}, {key.dtype}, {value.dtype}")
+
+
+def scaled_dot_product_attention_reference(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
+                                           is_causal: bool = False, scale: float | None = None) -> Tensor:
+    """The same attention composed from Tensor ops, for reading and for testing the fused op:
+    softmax(Q K^T * scale + mask) V, with autograd deriving the backward."""
+    mask = _additive_mask(query, key, _as_tensor_mask(attn_mask), is_causal)
+    if isinstance(attn_mask, Tensor) and attn_mask.dtype != bool:
+        mask = attn_mask  # keep a float mask in the graph, so its gradient flows too
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if mask is not None:
+        scores = scores + mask
+    return softmax(scores, -1) @ value
