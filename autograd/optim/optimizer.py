@@ -25,7 +25,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
-        self._scratch: dict[tuple[str, str, int], Any] = {}
+        self._scratch: dict[tuple[type, Any, int], Any] = {}
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors or of dicts, not a single Tensor")
         groups = list(params)
@@ -90,16 +90,17 @@ class Optimizer:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                grad = p.grad
+                if grad is None:
                     continue
-                if p.grad.shape != p.shape or device_of(p.grad) != device_of(p.data):
+                if grad.shape != p.data.shape or type(grad) is not type(p.data):
                     raise RuntimeError(f"{type(self).__name__}.step: parameter of shape {p.shape} on "
-                                       f"{p.device!r} has a gradient of shape {p.grad.shape} on "
-                                       f"{device_of(p.grad)!r}")
+                                       f"{p.device!r} has a gradient of shape {grad.shape} on "
+                                       f"{device_of(grad)!r}")
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = self._init_state(p)
-                self._update(p, p.grad, state, group, self._scratch_for(p, 0))
+                self._update(p, grad, state, group, self._scratch_for(p, 0))
         return loss
 
     def _init_state(self, p: Tensor) -> dict[str, Any]:
@@ -111,14 +112,15 @@ class Optimizer:
     def _scratch_for(self, p: Tensor, slot: int) -> Any:
         """A scratch array of ``p``'s shape, dtype and device: a view of a shared flat buffer
         (``slot`` picks one of several when an update needs more than one at a time)."""
-        key = (device_of(p.data), p.data.dtype.str, slot)
+        data = p.data
+        key = (type(data), data.dtype, slot)  # the array type tells NumPy (host) from CuPy (device)
         buf = self._scratch.get(key)
-        if buf is None or buf.size < p.size:
+        if buf is None or buf.size < data.size:
             # Size it for the largest parameter of its kind at once, so it is allocated once.
-            size = max(q.size for g in self.param_groups for q in g["params"]
-                       if (device_of(q.data), q.data.dtype.str) == key[:2])
-            buf = self._scratch[key] = get_array_module(p.data).empty(max(size, p.size), dtype=p.data.dtype)
-        return buf[:p.size].reshape(p.shape)
+            size = max(q.data.size for g in self.param_groups for q in g["params"]
+                       if (type(q.data), q.data.dtype) == key[:2])
+            buf = self._scratch[key] = get_array_module(data).empty(max(size, data.size), dtype=data.dtype)
+        return buf[:data.size].reshape(data.shape)
 
     # ------------------------------------------------------------------ state dicts
     def state_dict(self) -> dict[str, Any]:
