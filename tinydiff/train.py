@@ -1,0 +1,606 @@
+"""Training a denoiser: DDPM's Algorithm 1 in a loop, with everything a real run needs around it.
+
+One step (Ho et al. 2020, Algorithm 1):
+
+    x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
+    x_t  = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    loss = || target - model(x_t, t[, y]) ||^2 / D          (target = eps, x_0 or v)
+    gradient step on the loss (Adam/AdamW, linear LR warmup, gradient-norm clipping),
+    then theta_ema <- d theta_ema + (1 - d) theta.
+
+For classifier-free guidance (Ho & Salimans 2022) a class-conditional model sees the null
+label instead of the true one with probability ``p_uncond``, so one network learns both
+eps(x_t, t, y) and eps(x_t, t).
+
+Reproducibility. Every random draw comes from a seeded source whose state is checkpointed:
+``autograd.random`` (parameter init, dropout), a NumPy Generator for the data (batches,
+shuffling) and one for the diffusion (t, eps, label dropout). Resuming from a checkpoint
+therefore continues the very same run: the loss curve of a resumed run equals the
+uninterrupted one bit for bit (same machine and backend).
+
+Safety. A non-finite loss or gradient norm stops the run with `TrainingDiverged`, naming the
+step and the quantity, before the optimizer touches the weights; checkpoints are only ever
+written from finite weights, atomically, so the last good one survives. Ctrl-C finishes the
+current step, saves a checkpoint, and then raises KeyboardInterrupt.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple
+
+import numpy as np
+
+import autograd.functional as F
+import autograd.random as ag_random
+from autograd.backend import get_array_module, to_device
+from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
+from autograd.tensor import Tensor
+from tinydiff.checkpoint import load_checkpoint, save_checkpoint
+from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
+from tinydiff.ema import EMA
+from tinydiff.losses import sample_timesteps
+from tinydiff.schedules import SCHEDULES, make_beta_schedule
+
+TASKS = ("toy2d", "mnist")
+OPTIMIZERS = ("adam", "adamw")
+CHECKPOINT_NAME = "checkpoint.npz"
+LOG_NAME = "loss.csv"
+LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "time")
+
+# Settings that may differ between a run and its resumption without changing the run itself
+# (where files go, the progress bar) or that extend it (steps); all others must match.
+RESUMABLE_OVERRIDES = frozenset({"steps", "device", "out_dir", "progress", "ckpt_every",
+                                 "log_every", "data_dir"})
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient norm became NaN or infinite; the weights were not updated."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in every checkpoint (as JSON).
+
+    Use the presets ``TrainConfig.toy2d(...)`` and ``TrainConfig.mnist(...)``, which fill in a
+    model and hyperparameters that work, and override fields by keyword.
+    """
+
+    # data
+    task: str = "toy2d"                 # "toy2d" (2D point clouds) or "mnist" (28x28 digits)
+    dataset: str = "moons"              # toy2d: a name in tinydiff.data.TOY2D_DATASETS
+    data_dir: str | None = None         # mnist: folder with the IDX files (else cache/download)
+    class_cond: bool = False            # condition on labels (mnist only)
+    p_uncond: float = 0.1               # class_cond: probability of the null label (CFG training)
+    # model: keyword arguments of tinydiff.models.build_model ("name" picks the architecture)
+    model: dict = field(default_factory=lambda: {"name": "mlp", "data_dim": 2, "hidden_dim": 128,
+                                                 "num_layers": 3, "time_embed_dim": 32})
+    # diffusion
+    schedule: str = "linear"            # beta schedule: see tinydiff.schedules.SCHEDULES
+    timesteps: int = 1000               # T
+    parameterization: str = "eps"       # what the model predicts: "eps", "x0" or "v"
+    # optimisation
+    steps: int = 3000                   # total optimizer steps of the run
+    batch_size: int = 512
+    lr: float = 1e-3                    # peak learning rate, reached after warmup_steps
+    optimizer: str = "adam"             # "adam" or "adamw"
+    weight_decay: float = 0.0           # L2 (adam) or decoupled (adamw) weight decay
+    warmup_steps: int = 100             # linear LR warmup from 0 over this many steps
+    grad_clip: float = 1.0              # max global gradient norm (0 = no clipping)
+    ema_decay: float = 0.999            # EMA decay d (with warmup min(d, (1+n)/(10+n)))
+    # reproducibility and bookkeeping
+    seed: int = 0
+    device: str = "cpu"                 # "cpu" (NumPy) or "cuda" (CuPy)
+    out_dir: str = "runs/toy2d-moons"   # checkpoint.npz, loss.csv, config.json go here
+    ckpt_every: int = 1000              # save a checkpoint every this many steps (and at the end)
+    log_every: int = 1                  # write a loss.csv row every this many steps
+    progress: bool = True               # show a tqdm progress bar
+
+    @classmethod
+    def toy2d(cls, dataset: str = "moons", **overrides: Any) -> TrainConfig:
+        """A small MLP on a 2D toy distribution; trains in about a minute on two CPU cores."""
+        base = dict(task="toy2d", dataset=dataset, out_dir=f"runs/toy2d-{dataset}")
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def mnist(cls, class_cond: bool = False, **overrides: Any) -> TrainConfig:
+        """A small UNet on MNIST (improved-diffusion-style hyperparameters, scaled down)."""
+        base = dict(task="mnist", dataset="mnist", class_cond=class_cond,
+                    model={"name": "unet", "in_channels": 1, "out_channels": 1,
+                           "model_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": 2,
+                           "attention_resolutions": [7], "dropout": 0.1, "image_size": 28},
+                    schedule="cosine", steps=20000, batch_size=128, lr=2e-4, optimizer="adamw",
+                    warmup_steps=500, ema_decay=0.9995, ckpt_every=1000,
+                    out_dir="runs/mnist-cond" if class_cond else "runs/mnist")
+        return cls(**{**base, **overrides})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and what would be valid."""
+        def bad(name: str, valid: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: {valid}")
+        if self.task not in TASKS:
+            raise bad("task", f"expected one of {', '.join(TASKS)}")
+        if self.task == "toy2d":
+            from tinydiff.data.toy2d import TOY2D_DATASETS
+            if self.dataset not in TOY2D_DATASETS:
+                raise bad("dataset", f"expected one of {', '.join(TOY2D_DATASETS)}")
+            if self.class_cond:
+                raise bad("class_cond", "the toy 2D datasets have no labels; use task='mnist'")
+        if not 0.0 <= self.p_uncond <= 1.0:
+            raise bad("p_uncond", "expected a probability in [0, 1]")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"expected one of {', '.join(SCHEDULES)}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise bad("parameterization", f"expected one of {', '.join(PARAMETERIZATIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}")
+        if self.device not in ("cpu", "cuda"):
+            raise bad("device", "expected 'cpu' or 'cuda'")
+        for name in ("timesteps", "batch_size", "ckpt_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "expected a positive integer")
+        for name in ("steps", "warmup_steps"):
+            if int(getattr(self, name)) < 0:
+                raise bad(name, "expected a non-negative integer")
+        if not self.lr > 0:  # also refuses NaN
+            raise bad("lr", "expected a positive learning rate")
+        if not (self.grad_clip >= 0 and self.weight_decay >= 0):
+            raise bad("grad_clip" if not self.grad_clip >= 0 else "weight_decay", "expected >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise bad("ema_decay", "expected a decay in [0, 1)")
+        if not isinstance(self.model, dict) or "name" not in self.model:
+            raise bad("model", "expected a dict of build_model arguments with a 'name'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown fields {unknown}; known fields are {sorted(known)}")
+        return cls(**d)
+
+    def model_config(self) -> dict[str, Any]:
+        """The build_model arguments, with num_classes set for a class-conditional run."""
+        cfg = dict(self.model)
+        if self.class_cond:
+            cfg["num_classes"] = NUM_CLASSES[self.task]
+        return cfg
+
+
+NUM_CLASSES = {"mnist": 10}
+
+
+# --------------------------------------------------------------------------- batches
+
+class Toy2DBatches:
+    """An endless stream of fresh i.i.d. batches from a toy 2D distribution (no epochs).
+
+    Its only state is the data generator, which the trainer checkpoints.
+    """
+
+    labels = None
+
+    def __init__(self, dataset: str, batch_size: int) -> None:
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def next_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, None]:
+        from tinydiff.data.toy2d import sample_toy2d
+        return sample_toy2d(self.dataset, self.batch_size, rng), None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class ShuffledBatches:
+    """Epochs over a fixed dataset: a fresh random permutation per epoch, cut into batches.
+
+    The last incomplete batch of an epoch is dropped, so every batch has the same shape. The
+    state (epoch, position, and the current permutation) is checkpointed, so a resumed run
+    sees exactly the batches the interrupted one would have.
+    """
+
+    def __init__(self, data: Any, labels: Any | None, batch_size: int) -> None:
+        if batch_size > len(data):
+            raise ValueError(f"batch_size {batch_size} exceeds the dataset size {len(data)}")
+        self.data, self.labels, self.batch_size = data, labels, batch_size
+        self.epoch, self.position, self.perm = 0, 0, None
+
+    def next_batch(self, rng: np.random.Generator) -> tuple[Any, Any | None]:
+        if self.perm is None or self.position + self.batch_size > len(self.perm):
+            if self.perm is not None:
+                self.epoch += 1
+            self.perm = rng.permutation(len(self.data))
+            self.position = 0
+        idx = self.perm[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        x = self.data[idx]
+        return x, (self.labels[idx] if self.labels is not None else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        perm = np.zeros(0, np.int64) if self.perm is None else self.perm
+        return {"epoch": self.epoch, "position": self.position, "perm": perm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        perm = np.asarray(state["perm"], dtype=np.int64)
+        if perm.size and perm.size != len(self.data):
+            raise ValueError(f"the checkpoint's data order covers {perm.size} examples, but the "
+                             f"dataset has {len(self.data)}; is it the same dataset?")
+        self.perm = perm if perm.size else None
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def make_batches(config: TrainConfig) -> Toy2DBatches | ShuffledBatches:
+    """The batch source of a config: fresh toy draws, or shuffled epochs of MNIST."""
+    if config.task == "toy2d":
+        return Toy2DBatches(config.dataset, config.batch_size)
+    from tinydiff.data.mnist import load_mnist
+    images, labels = load_mnist("train", data_dir=config.data_dir, progress=config.progress)
+    return ShuffledBatches(images, labels if config.class_cond else None, config.batch_size)
+
+
+# --------------------------------------------------------------------------- the trainer
+
+class StepInfo(NamedTuple):
+    """What one training step reports (to callbacks, the CSV log and the history)."""
+    step: int          # steps completed, counting this one (1 after the first)
+    loss: float
+    lr: float          # the learning rate this step used
+    grad_norm: float   # global gradient norm before clipping
+    time: float        # seconds of training so far, summed over resumptions
+
+
+Callback = Callable[["Trainer", StepInfo], Any]
+
+
+class Trainer:
+    """Trains ``config``'s model on ``config``'s data (see the module docstring).
+
+    ``Trainer(config)`` builds everything from the seed; ``Trainer.resume(path)`` rebuilds it
+    from a checkpoint. ``train()`` runs until ``config.steps`` and returns the history of this
+    call as a list of ``StepInfo``. ``callbacks`` are called after every step with
+    ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
+    stops training like Ctrl-C (checkpoint first).
+    """
+
+    def __init__(self, config: TrainConfig, callbacks: Iterable[Callback] = (),
+                 model: Any = None, batches: Any = None) -> None:
+        from tinydiff.models import build_model
+        config.validate()
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.out_dir = Path(config.out_dir)
+        self.step = 0
+        self.elapsed = 0.0          # training seconds before this process took over
+        self.history: list[StepInfo] = []
+
+        # One seed fixes the run: the engine's generator (init, dropout) and two streams
+        # spawned from it, for the data and for the diffusion noise. Independent streams mean
+        # that, e.g., changing the batch size does not reshuffle the noise of every later step.
+        ag_random.manual_seed(config.seed)
+        data_seed, noise_seed = np.random.SeedSequence(config.seed).spawn(2)
+        self.data_rng = np.random.default_rng(data_seed)
+        self.noise_rng = np.random.default_rng(noise_seed)
+
+        self.diffusion = GaussianDiffusion(make_beta_schedule(config.schedule, config.timesteps))
+        self.model = model if model is not None else build_model(config.model_config())
+        self.model.to(config.device)
+        self.model.train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = self._make_optimizer()
+        self.scheduler = LinearWarmup(self.optimizer, warmup_steps=config.warmup_steps)
+        self.ema = EMA(self.model, decay=config.ema_decay)
+        self.batches = batches if batches is not None else make_batches(config)
+        self.null_label = NUM_CLASSES.get(config.task) if config.class_cond else None
+        self._noise: Any = None     # reused noise buffer (host)
+        self._stop_requested = False
+        self._in_step = False       # True while a step is half done (then the state is not saved)
+        self._clock: float | None = None  # perf_counter() at which self.seconds() was 0
+
+    def _make_optimizer(self) -> Any:
+        cfg = self.config
+        cls = {"adam": Adam, "adamw": AdamW}[cfg.optimizer]
+        return cls(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    # ------------------------------------------------------------------ one step
+
+    def _draw(self) -> tuple[Any, Any, Any, Any]:
+        """x_0, t, eps and labels of the next step, on the host: the only random draws of a step,
+        always in this order."""
+        x0, y = self.batches.next_batch(self.data_rng)
+        batch = x0.shape[0]
+        t = sample_timesteps(self.noise_rng, batch, self.config.timesteps)
+        if self._noise is None or self._noise.shape != x0.shape or self._noise.dtype != x0.dtype:
+            self._noise = np.empty(x0.shape, dtype=x0.dtype)
+        noise = self.noise_rng.standard_normal(out=self._noise, dtype=self._noise.dtype)
+        if y is not None and self.config.p_uncond > 0:
+            drop = self.noise_rng.random(batch) < self.config.p_uncond
+            y = np.where(drop, self.null_label, y)
+        return x0, t, noise, y
+
+    def _forward_backward(self) -> tuple[float, float, float]:
+        """Loss and gradients of one batch (Algorithm 1, lines 2-5); returns the loss, the
+        gradient norm before clipping, and the learning rate the update will use."""
+        dev = self.config.device
+        x0, t, noise, y = (None if a is None else to_device(a, dev) for a in self._draw())
+        xt, target = self.diffusion.training_targets(x0, t, noise, self.config.parameterization)
+        prediction = self.model(Tensor(xt), t, y)
+        loss = F.mse_loss(prediction, Tensor(target))
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = clip_grad_norm_(self.params, self.config.grad_clip or math.inf)
+        # clip_grad_norm_ returns the norm as a float and the loss comes to the host as one: on
+        # a GPU these are the step's only synchronisations.
+        return loss.item(), float(grad_norm), self.scheduler.get_last_lr()[0]
+
+    def train_step(self) -> StepInfo:
+        """One step of Algorithm 1; returns its StepInfo. Raises TrainingDiverged (weights untouched)
+        if the loss or the gradient norm is not finite."""
+        self._in_step = True
+        # NumPy's overflow/invalid warnings are silenced for the step: the check below catches a
+        # NaN or inf that matters (it reaches the loss or the gradients) and says where.
+        with np.errstate(all="ignore"):
+            loss_value, norm_value, lr = self._forward_backward()
+            self._check_finite(loss_value, norm_value, lr)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.ema.update()
+        self.step += 1
+        self._in_step = False
+        return StepInfo(self.step, loss_value, lr, norm_value, self.seconds())
+
+    def _check_finite(self, loss: float, grad_norm: float, lr: float) -> None:
+        step = self.step + 1
+        for name, value in (("loss", loss), ("gradient norm", grad_norm)):
+            if not math.isfinite(value):
+                self._in_step = False  # nothing was updated: the state is still that of the last step
+                hint = (f" The learning rate was {lr:g}; a smaller --lr, a longer warmup or gradient "
+                        f"clipping may help.")
+                where = (f" The last good checkpoint ({self.checkpoint_path}) is untouched."
+                         if self.checkpoint_path.exists() else " No checkpoint was written.")
+                raise TrainingDiverged(f"training diverged at step {step}: the {name} is {value}."
+                                       f"{hint}{where}")
+
+    def seconds(self) -> float:
+        """Seconds spent training so far, summed over every resumption of the run."""
+        return self.elapsed if self._clock is None else time.perf_counter() - self._clock
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, steps: int | None = None) -> list[StepInfo]:
+        """Train until ``steps`` (default ``config.steps``) steps are done in all; returns this
+        call's history. Saves a checkpoint every ``ckpt_every`` steps and at the end."""
+        total = self.config.steps if steps is None else int(steps)
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config_json()
+        log_file, log = self._open_log()
+        bar = self._progress_bar(total)
+        history: list[StepInfo] = []
+        smooth: float | None = None
+        self._clock = time.perf_counter() - self.elapsed
+        previous_handler = self._install_sigint_handler()
+        try:
+            while self.step < total:
+                info = self.train_step()
+                history.append(info)
+                if info.step % cfg.log_every == 0:
+                    log.writerow(_format_row(info))
+                if bar is not None:
+                    # Show a smoothed loss: single-step losses jump with the random t of each batch.
+                    smooth = info.loss if smooth is None else 0.95 * smooth + 0.05 * info.loss
+                    bar.update(1)
+                    if info.step % 10 == 0 or info.step == total:
+                        bar.set_postfix_str(f"loss={smooth:.4f}", refresh=False)
+                for callback in self.callbacks:
+                    callback(self, info)
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+                if info.step % cfg.ckpt_every == 0 and info.step < total:
+                    log_file.flush()
+                    self.save()
+            log_file.flush()
+            self.save()
+        except KeyboardInterrupt:
+            log_file.flush()
+            if self._in_step:
+                # A second Ctrl-C (or one outside the main thread) cut a step short: the weights
+                # may be half updated, so they are not saved.
+                print(f"\nInterrupted inside step {self.step + 1}; not saving a half-updated state. "
+                      f"The last checkpoint ({self.checkpoint_path}) is kept.", flush=True)
+            else:
+                # Between two steps: the state is consistent; save it, then let the caller stop.
+                path = self.save()
+                print(f"\nInterrupted after step {self.step}; checkpoint saved to {path}. "
+                      f"Continue with --resume (or Trainer.resume).", flush=True)
+            raise
+        finally:
+            self.elapsed = self.seconds()
+            self._clock = None
+            self._restore_sigint_handler(previous_handler)
+            if bar is not None:
+                bar.close()
+            log_file.close()
+            self.history.extend(history)
+        return history
+
+    def _progress_bar(self, total: int) -> Any:
+        if not self.config.progress:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+                    desc=f"train {self.config.task}")
+
+    def _install_sigint_handler(self) -> Any:
+        """Defer the first Ctrl-C to the end of the current step (a second one stops at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        self._stop_requested = False
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            print("\nCtrl-C: stopping after this step and saving a checkpoint "
+                  "(press again to stop at once, without saving)", flush=True)
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_sigint_handler(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ logging
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / LOG_NAME
+
+    def _open_log(self) -> tuple[Any, Any]:
+        """Open loss.csv for appending; rows past the current step (written by a run that was
+        interrupted after its last checkpoint) are dropped, since this run will redo them."""
+        path = self.log_path
+        rows: list[list[str]] = []
+        if path.exists() and self.step > 0:
+            with open(path, newline="") as f:
+                rows = [r for r in csv.reader(f) if r and r[0].isdigit() and int(r[0]) <= self.step]
+        f = open(path, "w", newline="")
+        writer = csv.writer(f)
+        writer.writerow(LOG_COLUMNS)
+        writer.writerows(rows)
+        return f, writer
+
+    def _write_config_json(self) -> None:
+        with open(self.out_dir / "config.json", "w") as f:
+            json.dump(self.config.to_dict(), f, indent=2)
+            f.write("\n")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def state_dict(self) -> dict[str, Any]:
+        """The complete training state: enough to continue the run exactly."""
+        return {
+            "step": self.step,
+            "elapsed": self.seconds(),
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"autograd": ag_random.get_rng_state(),
+                    "data": self.data_rng.bit_generator.state,
+                    "noise": self.noise_rng.bit_generator.state},
+            "data": self.batches.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        ag_random.set_rng_state(state["rng"]["autograd"])
+        self.data_rng.bit_generator.state = state["rng"]["data"]
+        self.noise_rng.bit_generator.state = state["rng"]["noise"]
+        self.batches.load_state_dict(state["data"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the training state to ``path`` (default ``out_dir/checkpoint.npz``), atomically.
+
+        Refuses (TrainingDiverged) to save non-finite weights, so a checkpoint is always good.
+        """
+        path = Path(path) if path is not None else self.checkpoint_path
+        self._check_weights_finite()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+    def _check_weights_finite(self) -> None:
+        for source, arrays in (("parameter", self.model.state_dict()), ("EMA weight", self.ema.shadow)):
+            for name, a in arrays.items():
+                xp = get_array_module(a)
+                if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
+                    raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: {source} "
+                                           f"{name!r} holds NaN or inf; the last good checkpoint is kept")
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, callbacks: Iterable[Callback] = (),
+               model: Any = None, batches: Any = None, **overrides: Any) -> Trainer:
+        """Rebuild a trainer from a checkpoint file (or a run folder holding checkpoint.npz).
+
+        ``overrides`` may change only settings that leave the run itself unchanged
+        (``RESUMABLE_OVERRIDES``: steps, device, out_dir, progress, ...). ``model`` and
+        ``batches`` stand in for those the config would build, as in ``Trainer(...)``.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / CHECKPOINT_NAME
+        state = load_checkpoint(path)
+        saved = dict(state["config"])
+        changed = {k: v for k, v in overrides.items() if saved.get(k, object()) != v}
+        refused = sorted(set(changed) - RESUMABLE_OVERRIDES)
+        if refused:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {overrides[k]!r}" for k in refused)
+            raise ValueError(f"cannot resume {path} with different settings ({details}); a resumed "
+                             f"run keeps its configuration (only {', '.join(sorted(RESUMABLE_OVERRIDES))} "
+                             f"may change)")
+        if "out_dir" not in overrides:
+            saved["out_dir"] = str(path.parent)
+        config = TrainConfig.from_dict({**saved, **changed})
+        trainer = cls(config, callbacks=callbacks, model=model, batches=batches)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # ------------------------------------------------------------------ sampling hook
+
+    def sample(self, n: int, **kwargs: Any) -> Any:
+        """``n`` samples from the EMA weights (keyword arguments: see ``tinydiff.sampling.generate``)."""
+        from tinydiff.sampling import generate
+        was_training = self.model.training
+        try:
+            with self.ema.swapped_into(self.model):
+                return generate(self.model, self.diffusion, n, sample_shape(self.config),
+                                parameterization=self.config.parameterization,
+                                device=self.config.device, **kwargs)
+        finally:
+            self.model.train(was_training)
+
+
+def sample_shape(config: TrainConfig) -> tuple[int, ...]:
+    """The shape of one sample of a config's data: (2,) for toy 2D, (1, 28, 28) for MNIST."""
+    return (2,) if config.task == "toy2d" else (1, 28, 28)
+
+
+def _format_row(info: StepInfo) -> list[Any]:
+    return [info.step, repr(info.loss), f"{info.lr:.6g}", f"{info.grad_norm:.6g}", f"{info.time:.3f}"]
+
+
+def read_loss_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """loss.csv as columns: {"step": int64, "loss", "lr", "grad_norm", "time": float64}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {c: np.array([r[c] for r in rows], dtype=np.int64 if c == "step" else np.float64)
+            for c in LOG_COLUMNS}
