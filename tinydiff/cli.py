@@ -1,0 +1,467 @@
+"""The ``tinydiff`` command line: train, sample, evaluate, and look at the forward process.
+
+    tinydiff train toy2d --dataset moons            # about a minute on two CPU cores
+    tinydiff train mnist --class-cond --device cuda
+    tinydiff sample runs/toy2d-moons/checkpoint.npz --sampler ddim --steps 50 --out moons.png
+    tinydiff eval runs/mnist/checkpoint.npz
+    tinydiff show-forward --dataset moons
+
+Every command explains its options with ``--help``. ``main(argv)`` returns the exit status
+(0 success, 1 error, 2 bad usage, 130 interrupted), so tests can call it in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tinydiff.data.toy2d import TOY2D_DATASETS
+from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS
+from tinydiff.schedules import SCHEDULES
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as 'tinydiff: error: ...' without a traceback."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps prose paragraphs to the terminal, but keeps indented lines (tables, examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith("  ") for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(super()._fill_text(para, width, indent))
+        return "\n\n".join(out)
+
+
+def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
+    """Options shared by `train toy2d` and `train mnist`; ``d`` is the preset whose defaults the
+    help text shows. They default to None so that we can tell which ones the user gave."""
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, metavar="N",
+                   help=f"total optimizer steps; with --resume, the new total (default: {d.steps})")
+    g.add_argument("--batch-size", type=int, metavar="B",
+                   help=f"examples per step (default: {d.batch_size})")
+    g.add_argument("--lr", type=float, metavar="LR",
+                   help=f"peak learning rate, reached after the warmup (default: {d.lr:g})")
+    g.add_argument("--optimizer", choices=("adam", "adamw"),
+                   help=f"Adam (L2 weight decay) or AdamW (decoupled weight decay) (default: {d.optimizer})")
+    g.add_argument("--weight-decay", type=float, metavar="WD",
+                   help=f"weight decay coefficient (default: {d.weight_decay:g})")
+    g.add_argument("--warmup-steps", type=int, metavar="N",
+                   help=f"linear learning-rate warmup from 0 over N steps (default: {d.warmup_steps})")
+    g.add_argument("--grad-clip", type=float, metavar="C",
+                   help=f"clip the global gradient norm to C; 0 turns clipping off (default: {d.grad_clip:g})")
+    g.add_argument("--ema-decay", type=float, metavar="D",
+                   help=f"decay of the exponential moving average of the weights used for sampling "
+                        f"(default: {d.ema_decay:g})")
+    g = p.add_argument_group("diffusion")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help=f"noise schedule beta_1..beta_T (default: {d.schedule})")
+    g.add_argument("--timesteps", type=int, metavar="T",
+                   help=f"number of diffusion steps T (default: {d.timesteps})")
+    g.add_argument("--parameterization", choices=PARAMETERIZATIONS,
+                   help=f"what the network predicts: the noise eps, x_0, or v (default: {d.parameterization})")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int,
+                   help=f"seed of every random draw; the same seed repeats the run exactly (default: {d.seed})")
+    g.add_argument("--device", choices=("cpu", "cuda"),
+                   help=f"cpu (NumPy) or cuda (CuPy, needs a GPU) (default: {d.device})")
+    g.add_argument("--out", metavar="DIR", dest="out_dir",
+                   help=f"folder for checkpoint.npz, loss.csv, config.json and samples.png "
+                        f"(default: {d.out_dir})")
+    g.add_argument("--ckpt-every", type=int, metavar="N",
+                   help=f"save a checkpoint every N steps, and always at the end (default: {d.ckpt_every})")
+    g.add_argument("--log-every", type=int, metavar="N",
+                   help=f"write a row of loss.csv every N steps (default: {d.log_every})")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out (its settings are kept; --steps, --device "
+                        "and the logging options may change). Without it, an --out that already "
+                        "holds a checkpoint is an error")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-preview", action="store_true",
+                   help="skip drawing samples into DIR/samples.png at the end")
+
+
+TRAIN_EPILOG = """outputs (in --out):
+  checkpoint.npz  model, EMA weights, optimizer, RNG and data state (resume with --resume)
+  loss.csv        step, loss, lr, grad_norm, time
+  config.json     the settings of the run
+  samples.png     samples from the EMA weights at the end (unless --no-preview)
+
+Ctrl-C stops after the current step and saves a checkpoint."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tinydiff.train import TrainConfig
+    toy, mnist = TrainConfig.toy2d(), TrainConfig.mnist()
+
+    parser = argparse.ArgumentParser(
+        prog="tinydiff", formatter_class=_HelpFormatter,
+        description="Denoising diffusion models (DDPM, DDIM) from scratch: train, sample, evaluate.",
+        epilog="Run 'tinydiff COMMAND --help' for the options of a command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # train ----------------------------------------------------------------------------------
+    train = sub.add_parser("train", help="train a diffusion model (toy2d or mnist)",
+                           description="Train a denoiser with DDPM's Algorithm 1.",
+                           formatter_class=_HelpFormatter)
+    tsub = train.add_subparsers(dest="task", metavar="TASK", required=True)
+
+    p = tsub.add_parser("toy2d", help="an MLP on a 2D point distribution (CPU, about a minute)",
+                        description="Train a small MLP denoiser on a 2D toy distribution.",
+                        epilog=TRAIN_EPILOG, formatter_class=_HelpFormatter)
+    p.add_argument("--dataset", choices=TOY2D_DATASETS,
+                   help=f"the 2D distribution to learn (default: {toy.dataset})")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden-dim", type=int, metavar="H",
+                   help=f"width of each hidden layer (default: {toy.model['hidden_dim']})")
+    g.add_argument("--num-layers", type=int, metavar="L",
+                   help=f"number of hidden layers (default: {toy.model['num_layers']})")
+    _add_common_train_options(p, toy)
+    p.set_defaults(handler=cmd_train)
+
+    p = tsub.add_parser("mnist", help="a UNet on MNIST digits (a GPU helps)",
+                        description="Train a small UNet denoiser on MNIST (28x28 digits in [-1, 1]).",
+                        epilog=TRAIN_EPILOG, formatter_class=_HelpFormatter)
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder holding the MNIST IDX files (.gz or not); default: $TINYDIFF_DATA, "
+                        "else the cache (~/.cache/tinydiff/mnist), downloading there if needed")
+    p.add_argument("--class-cond", action="store_true",
+                   help="condition on the digit label, with label dropout for classifier-free "
+                        "guidance (default: off)")
+    p.add_argument("--p-uncond", type=float, metavar="P",
+                   help=f"with --class-cond: probability of training on the null label instead "
+                        f"(default: {mnist.p_uncond:g})")
+    g = p.add_argument_group("model")
+    g.add_argument("--model-channels", type=int, metavar="C",
+                   help=f"UNet base channel count (default: {mnist.model['model_channels']})")
+    g.add_argument("--dropout", type=float, metavar="P",
+                   help=f"dropout in the UNet's residual blocks (default: {mnist.model['dropout']:g})")
+    _add_common_train_options(p, mnist)
+    p.set_defaults(handler=cmd_train)
+
+    # sample ---------------------------------------------------------------------------------
+    p = sub.add_parser("sample", help="draw samples from a checkpoint's EMA weights",
+                       formatter_class=_HelpFormatter,
+                       description="Draw samples from a training checkpoint (its EMA weights) and save "
+                                   "them as a PNG: a scatter plot for toy 2D runs, an image grid "
+                                   "for MNIST. Reports samples per second.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
+                   help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
+                        "stochastic sampling over --steps steps (default: ddpm)")
+    p.add_argument("--steps", type=int, metavar="S",
+                   help="denoising steps for ddim (default: 50); ddpm always takes all T steps")
+    p.add_argument("--eta", type=float, default=0.0,
+                   help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: 0)")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of samples (default: 2000 points for toy2d, 64 images for mnist)")
+    p.add_argument("--batch-size", type=int, default=1000, metavar="B",
+                   help="samples drawn at once (default: 1000)")
+    p.add_argument("--label", metavar="Y", default=None,
+                   help="class-conditional models: the class to draw (0-9), 'none' for unconditional "
+                        "samples, or 'all' to cycle through the classes (default: all)")
+    p.add_argument("--guidance", type=float, default=1.0, metavar="S",
+                   help="classifier-free guidance scale s: eps_u + s (eps_c - eps_u); 1 = plain "
+                        "conditional, >1 sharper and less diverse (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
+    p.add_argument("--out", default="samples.png", metavar="PNG",
+                   help="where to save the figure (default: samples.png)")
+    p.add_argument("--save-npy", metavar="NPY",
+                   help="also save the raw samples (float32, as generated) to this .npy file")
+    p.add_argument("--no-ema", action="store_true",
+                   help="sample with the raw trained weights instead of their EMA")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_sample)
+
+    # eval -----------------------------------------------------------------------------------
+    p = sub.add_parser("eval", help="measure sample quality of a checkpoint",
+                       formatter_class=_HelpFormatter,
+                       description="Evaluate a checkpoint: sample-quality metrics against held-out "
+                                   "data (sliced Wasserstein and MMD for toy 2D; classifier "
+                                   "features for MNIST).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by 'tinydiff train'")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+                   help="sampler for the evaluated samples (default: ddim)")
+    p.add_argument("--steps", type=int, default=None, metavar="S",
+                   help="ddim denoising steps (default: 50)")
+    p.add_argument("--eta", type=float, default=0.0, help="ddim stochasticity (default: 0)")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of samples to evaluate (default: chosen by the evaluation)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="MNIST folder for the reference data (default: as for training)")
+    p.add_argument("--out", metavar="PATH", default=None,
+                   help="also write the metrics as JSON to this file (default: print only)")
+    p.set_defaults(handler=cmd_eval)
+
+    # show-forward ---------------------------------------------------------------------------
+    p = sub.add_parser("show-forward", help="plot data as the forward process noises it",
+                       formatter_class=_HelpFormatter,
+                       description="Plot x_t ~ q(x_t | x_0) for a few t: how the forward process "
+                                   "turns data into noise under a schedule.")
+    p.add_argument("--dataset", choices=TOY2D_DATASETS + ("mnist",), default="moons",
+                   help="the data to noise (default: moons)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                   help="noise schedule (default: linear)")
+    p.add_argument("--timesteps", type=int, default=1000, metavar="T",
+                   help="number of diffusion steps T (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and noise (default: 0)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: as for training)")
+    p.add_argument("--out", default="forward.png", metavar="PNG",
+                   help="where to save the figure (default: forward.png)")
+    p.set_defaults(handler=cmd_show_forward)
+    return parser
+
+
+# --------------------------------------------------------------------------- train
+
+# CLI option -> TrainConfig field (options that map to a model argument are handled apart).
+_TRAIN_FIELDS = ("dataset", "steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
+                 "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization", "seed",
+                 "device", "out_dir", "ckpt_every", "log_every", "data_dir", "p_uncond")
+_MODEL_FIELDS = {"hidden_dim": "hidden_dim", "num_layers": "num_layers",
+                 "model_channels": "model_channels", "dropout": "dropout"}
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the user set explicitly on the command line."""
+    over = {f: getattr(args, f) for f in _TRAIN_FIELDS if getattr(args, f, None) is not None}
+    if args.no_progress:
+        over["progress"] = False
+    return over
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, a) for a, k in _MODEL_FIELDS.items() if getattr(args, a, None) is not None}
+
+
+def _check_device(device: str | None) -> None:
+    if device == "cuda":
+        from autograd.backend import cuda_available, cuda_unavailable_reason
+        if not cuda_available():
+            raise CLIError(f"--device cuda: {cuda_unavailable_reason()}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tinydiff.train import CHECKPOINT_NAME, Trainer, TrainConfig
+    over = _train_overrides(args)
+    _check_device(over.get("device"))
+    if args.task == "toy2d":
+        preset = TrainConfig.toy2d(args.dataset or "moons")
+    else:
+        preset = TrainConfig.mnist(class_cond=args.class_cond)
+    out_dir = Path(over.get("out_dir", preset.out_dir))
+    checkpoint = out_dir / CHECKPOINT_NAME
+
+    if args.resume:
+        if not checkpoint.exists():
+            raise CLIError(f"--resume: there is no checkpoint at {checkpoint}")
+        if _model_overrides(args):
+            raise CLIError(f"--resume keeps the model of the run; drop "
+                           f"{', '.join('--' + k.replace('_', '-') for k in _model_overrides(args))}")
+        # Only the options given are checked against the saved run, not the preset's defaults.
+        if args.task == "mnist" and args.class_cond:
+            over["class_cond"] = True
+        try:
+            trainer = Trainer.resume(checkpoint, **over)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        print(f"Resuming {checkpoint} at step {trainer.step} of {trainer.config.steps}")
+    else:
+        if checkpoint.exists():
+            raise CLIError(f"{out_dir} already holds a run ({checkpoint.name}); pass --resume to "
+                           f"continue it, or choose another --out")
+        model = {**preset.model, **_model_overrides(args)}
+        try:
+            config = TrainConfig.from_dict({**preset.to_dict(), **over, "model": model})
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        trainer = Trainer(config)
+        n_params = sum(p.size for p in trainer.params)
+        print(f"Training a {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
+              f"for {config.steps} steps, batch {config.batch_size}, on {config.device}")
+
+    history = trainer.train()
+    cfg = trainer.config
+    if history:
+        window = history[-min(100, len(history)):]
+        mean_loss = sum(i.loss for i in window) / len(window)
+        rate = len(history) / max(history[-1].time - history[0].time + 1e-9, 1e-9) if len(history) > 1 else 0.0
+        print(f"Done: step {trainer.step}, loss {mean_loss:.4f} (mean of the last {len(window)} steps), "
+              f"{trainer.seconds():.1f} s of training, {rate:.0f} steps/s")
+    print(f"Checkpoint: {trainer.checkpoint_path}\nLoss log:   {trainer.log_path}\n"
+          f"Config:     {trainer.out_dir / 'config.json'}")
+    if not args.no_preview:
+        path = _save_preview(trainer)
+        print(f"Samples:    {path}")
+    print(f"Sample more with: tinydiff sample {trainer.checkpoint_path} --sampler ddim --steps 50"
+          + (" --device cuda" if cfg.device == "cuda" else ""))
+    return EXIT_OK
+
+
+def _save_preview(trainer: Any) -> Path:
+    """A picture of what the run learned: DDIM samples from the EMA weights."""
+    from tinydiff import plots
+    cfg = trainer.config
+    path = trainer.out_dir / "samples.png"
+    if cfg.task == "toy2d":
+        from tinydiff.data.toy2d import sample_toy2d
+        steps = min(100, cfg.timesteps)
+        result = trainer.sample(2000, sampler="ddim", steps=steps, seed=cfg.seed)
+        plots.save_scatter(result.samples, path, reference=sample_toy2d(cfg.dataset, 2000, cfg.seed + 1),
+                           title=f"{cfg.dataset}: DDIM ({steps} steps), step {trainer.step}")
+    else:
+        labels = [i % 10 for i in range(64)] if cfg.class_cond else None
+        result = trainer.sample(64, sampler="ddim", steps=min(50, cfg.timesteps), seed=cfg.seed,
+                                labels=labels,
+                                guidance=2.0 if cfg.class_cond else 1.0)
+        plots.save_image_grid(result.samples, path, nrow=8)
+    return path
+
+
+# --------------------------------------------------------------------------- sample
+
+def _parse_label(label: str | None, n: int, class_cond: bool) -> Any:
+    if not class_cond:
+        if label not in (None, "none"):
+            raise CLIError("--label: this checkpoint's model is not class-conditional")
+        return None
+    if label is None or label == "all":
+        return [i % 10 for i in range(n)]
+    if label == "none":
+        return None
+    try:
+        value = int(label)
+    except ValueError:
+        raise CLIError(f"--label must be a class 0-9, 'none' or 'all'; got {label!r}") from None
+    if not 0 <= value <= 9:
+        raise CLIError(f"--label must be a class 0-9, 'none' or 'all'; got {value}")
+    return value
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from tinydiff import plots
+    from tinydiff.sampling import generate, load_run
+    from tinydiff.train import CHECKPOINT_NAME, sample_shape
+    _check_device(args.device)
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    run = load_run(path, device=args.device, use_ema=not args.no_ema)
+    cfg = run.config
+    n = args.n if args.n is not None else (2000 if cfg.task == "toy2d" else 64)
+    if n < 1:
+        raise CLIError(f"--n must be >= 1, got {n}")
+    steps = args.steps
+    if args.sampler == "ddpm":
+        if steps not in (None, cfg.timesteps):
+            raise CLIError(f"--steps: the ddpm sampler takes all T={cfg.timesteps} steps; "
+                           f"use --sampler ddim for fewer")
+        steps = None
+    elif steps is None:
+        steps = min(50, cfg.timesteps)
+    labels = _parse_label(args.label, n, cfg.class_cond)
+    if args.guidance != 1.0 and labels is None:
+        raise CLIError("--guidance needs a class-conditional checkpoint and a --label other than 'none'")
+    if not 0.0 <= args.eta <= 1.0:
+        raise CLIError(f"--eta must be in [0, 1], got {args.eta}")
+
+    what = "ddpm (all %d steps)" % cfg.timesteps if args.sampler == "ddpm" else f"ddim ({steps} steps, eta={args.eta:g})"
+    print(f"Sampling {n} from {path} (step {run.step}, {'EMA' if not args.no_ema else 'raw'} weights) "
+          f"with {what} on {args.device}")
+    try:
+        result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=args.sampler,
+                          steps=steps, eta=args.eta, labels=labels, guidance=args.guidance,
+                          batch_size=args.batch_size, seed=args.seed, device=args.device,
+                          parameterization=cfg.parameterization, progress=not args.no_progress)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    unit = "points" if cfg.task == "toy2d" else "images"
+    print(f"{n} {unit} in {result.seconds:.2f} s: {result.per_second:.1f} {unit}/s")
+    if cfg.task == "toy2d":
+        from tinydiff.data.toy2d import sample_toy2d
+        plots.save_scatter(result.samples, args.out,
+                           reference=sample_toy2d(cfg.dataset, n, args.seed + 1),
+                           title=f"{cfg.dataset}: {what}")
+    else:
+        plots.save_image_grid(result.samples, args.out, nrow=10 if labels is not None and
+                              not isinstance(labels, int) else None)
+    print(f"Figure: {args.out}")
+    if args.save_npy:
+        import numpy as np
+        parent = os.path.dirname(args.save_npy)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        np.save(args.save_npy, result.samples, allow_pickle=False)
+        print(f"Samples: {args.save_npy}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- eval, show-forward
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        from tinydiff import evaluate
+    except ImportError:
+        evaluate = None
+    if evaluate is None or not hasattr(evaluate, "evaluate_checkpoint"):
+        raise CLIError("evaluation is not available in this version "
+                       "(tinydiff.evaluate.evaluate_checkpoint is missing)")
+    _check_device(args.device)
+    result = evaluate.evaluate_checkpoint(args.checkpoint, args)
+    return EXIT_OK if result is None or not isinstance(result, int) else result
+
+
+def cmd_show_forward(args: argparse.Namespace) -> int:
+    from tinydiff import plots
+    if not hasattr(plots, "show_forward"):
+        raise CLIError("show-forward is not available in this version "
+                       "(tinydiff.plots.show_forward is missing)")
+    path = plots.show_forward(args.dataset, args.out, schedule=args.schedule,
+                              timesteps=args.timesteps, seed=args.seed, data_dir=args.data_dir)
+    print(f"Figure: {path or args.out}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    from autograd.serialization import CheckpointError
+    from tinydiff.data.mnist import MNISTError
+    from tinydiff.train import TrainingDiverged
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): argparse has printed why
+        return int(exc.code or 0)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (CLIError, TrainingDiverged, CheckpointError, MNISTError, FileNotFoundError) as exc:
+        print(f"tinydiff: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
