@@ -1,0 +1,166 @@
+"""The `tinydiff` command line, run in-process through `tinydiff.cli.main` on tiny settings."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinydiff import cli
+from tinydiff.checkpoint import load_checkpoint
+
+TINY = ["--steps", "30", "--batch-size", "64", "--hidden-dim", "32", "--num-layers", "2",
+        "--timesteps", "50", "--warmup-steps", "5", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 30-step toy run trained through the CLI (shared by the sampling tests)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert cli.main(["train", "toy2d", "--dataset", "8gaussians", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_toy2d_writes_its_outputs_and_says_where(run_dir, capsys, tmp_path):
+    for name in ("checkpoint.npz", "loss.csv", "config.json", "samples.png"):
+        assert (run_dir / name).is_file(), name
+    state = load_checkpoint(run_dir / "checkpoint.npz")
+    assert state["step"] == 30
+    assert state["config"]["dataset"] == "8gaussians" and state["config"]["timesteps"] == 50
+    assert state["config"]["model"]["hidden_dim"] == 32
+    out = tmp_path / "again"
+    assert cli.main(["train", "toy2d", "--out", str(out), *TINY, "--no-preview"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "checkpoint.npz") in printed and str(out / "loss.csv") in printed
+
+
+def test_train_refuses_to_overwrite_then_resumes(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["train", "toy2d", "--out", out, *TINY, "--steps", "10", "--no-preview"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["train", "toy2d", "--out", out, "--steps", "15", "--resume", "--no-progress",
+                     "--no-preview"]) == 0
+    assert load_checkpoint(Path(out) / "checkpoint.npz")["step"] == 15
+    assert cli.main(["train", "toy2d", "--out", out, "--lr", "0.5", "--resume", "--no-preview"]) == 1
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def test_train_reports_divergence_clearly(tmp_path, capsys):
+    code = cli.main(["train", "toy2d", "--out", str(tmp_path / "nan"), *TINY, "--lr", "inf",
+                     "--warmup-steps", "0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "diverged at step 2" in err and "loss is nan" in err
+
+
+@pytest.mark.parametrize("sampler, extra", [("ddim", ["--steps", "5"]), ("ddpm", [])])
+def test_sample_writes_a_scatter_plot_and_reports_speed(run_dir, tmp_path, capsys, sampler, extra):
+    png, npy = tmp_path / "s.png", tmp_path / "s.npy"
+    code = cli.main(["sample", str(run_dir / "checkpoint.npz"), "--sampler", sampler, *extra,
+                     "--n", "16", "--out", str(png), "--save-npy", str(npy), "--no-progress"])
+    assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = np.load(npy)
+    assert samples.shape == (16, 2) and samples.dtype == np.float32 and np.isfinite(samples).all()
+    assert "points/s" in capsys.readouterr().out
+
+
+def test_sample_is_reproducible_and_accepts_a_run_folder(run_dir, tmp_path):
+    paths = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    for path, target in zip(paths, [run_dir / "checkpoint.npz", run_dir]):
+        assert cli.main(["sample", str(target), "--sampler", "ddim", "--steps", "4", "--eta", "1",
+                         "--n", "8", "--out", str(tmp_path / "x.png"), "--save-npy", str(path),
+                         "--no-progress"]) == 0
+    np.testing.assert_array_equal(np.load(paths[0]), np.load(paths[1]))
+
+
+def test_sample_errors_are_clear(run_dir, tmp_path, capsys):
+    ckpt = str(run_dir / "checkpoint.npz")
+    png = str(tmp_path / "x.png")
+    assert cli.main(["sample", ckpt, "--guidance", "3", "--n", "4", "--out", png]) == 1
+    assert "class-conditional" in capsys.readouterr().err
+    assert cli.main(["sample", ckpt, "--sampler", "ddpm", "--steps", "10", "--out", png]) == 1
+    assert "--sampler ddim" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    assert cli.main(["sample", str(bad), "--out", png]) == 1
+    assert str(bad) in capsys.readouterr().err
+    assert cli.main(["sample", str(tmp_path / "nothing.npz"), "--out", png]) == 1
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert cli.main(["sample", ckpt, "--sampler", "euler"]) == 2       # argparse usage error
+
+
+def test_eval_and_show_forward_call_their_modules(monkeypatch, tmp_path, capsys):
+    calls = {}
+    fake_eval = types.ModuleType("tinydiff.evaluate")
+    fake_eval.evaluate_checkpoint = lambda path, args: calls.setdefault("eval", (path, args.n))
+    monkeypatch.setitem(sys.modules, "tinydiff.evaluate", fake_eval)
+    assert cli.main(["eval", "some.npz", "--n", "100"]) == 0
+    assert calls["eval"] == ("some.npz", 100)
+
+    from tinydiff import plots
+    monkeypatch.setattr(plots, "show_forward", lambda dataset, out, **kw: calls.setdefault(
+        "forward", (dataset, out, kw["schedule"])) and out, raising=False)
+    assert cli.main(["show-forward", "--dataset", "moons", "--schedule", "cosine",
+                     "--out", str(tmp_path / "f.png")]) == 0
+    assert calls["forward"] == ("moons", str(tmp_path / "f.png"), "cosine")
+
+
+def test_eval_and_show_forward_say_when_unavailable(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tinydiff.evaluate", types.ModuleType("tinydiff.evaluate"))
+    assert cli.main(["eval", "some.npz"]) == 1
+    assert "not available" in capsys.readouterr().err
+    from tinydiff import plots
+    monkeypatch.delattr(plots, "show_forward", raising=False)
+    assert cli.main(["show-forward"]) == 1
+    assert "not available" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- help
+
+def _subparsers(parser: argparse.ArgumentParser, prefix=()):
+    """(command words, parser) for every command and subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,), sub
+                yield from _subparsers(sub, prefix + (name,))
+
+
+COMMANDS = [words for words, _ in _subparsers(cli.build_parser())]
+
+
+def test_every_command_is_covered():
+    assert set(COMMANDS) >= {("train",), ("train", "toy2d"), ("train", "mnist"), ("sample",),
+                             ("eval",), ("show-forward",)}
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=" ".join)
+def test_help_explains_every_option_with_its_default(words, capsys):
+    assert cli.main([*words, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())          # undo argparse's line wrapping
+    parser = dict(_subparsers(cli.build_parser()))[words]
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        name = action.option_strings[0] if action.option_strings else action.metavar or action.dest
+        assert name in text, f"{name} missing from 'tinydiff {' '.join(words)} --help'"
+        assert action.help and len(action.help) > 10, f"{name} has no real help text"
+        takes_value = action.option_strings and action.nargs != 0
+        if takes_value and "--save-npy" not in action.option_strings and \
+                "--data-dir" not in action.option_strings:
+            assert "default" in action.help, f"{name}'s help does not state its default"
+
+
+def test_top_level_help_and_python_dash_m():
+    assert cli.main(["--help"]) == 0
+    assert cli.main([]) == 2                                 # a command is required
+    done = subprocess.run([sys.executable, "-m", "tinydiff", "train", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "toy2d" in done.stdout
