@@ -15,6 +15,7 @@ from scipy.special import softmax as sp_softmax
 
 import autograd.functional as F
 from autograd import Tensor, gradcheck
+from autograd.backend import to_numpy
 from autograd.functional.attention import scaled_dot_product_attention_reference
 
 # ----------------------------------------------------------------------------- softmax
@@ -190,3 +191,21 @@ def test_attention_errors():
         F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((3, 3), bool), is_causal=True)
     with pytest.raises(ValueError, match=r"attn_mask of shape \(2, 3\)"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((2, 3), bool))
+
+
+def test_same_values_and_grads_on_every_backend(xp):
+    """On CuPy (where a GPU exists) the ops give what they give on NumPy, and stay on the device."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 5, 4), (2, 6, 4), (2, 6, 3), (2, 5, 3))]
+    mask = rng.random((5, 6)) < 0.7
+    results = []
+    for mod in (np, xp):
+        q, k, v = (Tensor(mod.asarray(a), requires_grad=True) for a in arrays[:3])
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mod.asarray(mask))
+        y = y + F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.log_softmax(y, 1) + F.softmax(y, 2)
+        y.backward(mod.asarray(arrays[3]))
+        assert type(y.data) is type(q.grad) is type(q.data)
+        results.append([to_numpy(a) for a in (y.data, q.grad, k.grad, v.grad)])
+    for a, e in zip(*results):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)

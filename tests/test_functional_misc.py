@@ -14,6 +14,7 @@ from scipy.special import erf, expit, logsumexp
 
 import autograd.functional as F
 from autograd import Tensor, gradcheck
+from autograd.backend import to_numpy
 from autograd.random import manual_seed
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
@@ -253,3 +254,25 @@ def test_cross_entropy_errors():
         F.cross_entropy(x, np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="reduction must be one of"):
         F.cross_entropy(x, np.array([0, 1]), reduction="batchmean")
+
+
+# ----------------------------------------------------------------------------- backends
+
+def test_same_values_and_grads_on_every_backend(xp):
+    """On CuPy (where a GPU exists) the ops give what they give on NumPy, and stay on the device."""
+    rng = np.random.default_rng(2)
+    x0, w0, b0 = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (5, 3), (5,)))
+    e0 = rng.standard_normal((6, 5)).astype(np.float32)
+    idx, target = np.array([[0, 5, 5]]), np.array([0, 4, 4, 1])
+    results = []
+    for mod in (np, xp):
+        x, w, b, e = (Tensor(mod.asarray(a), requires_grad=True) for a in (x0, w0, b0, e0))
+        h = F.linear(x, w, b)
+        h = F.silu(h) + F.gelu(h) + F.gelu(h, approximate="tanh") + F.embedding(mod.asarray(idx), e).sum(1)
+        ce, mse = F.cross_entropy(h, mod.asarray(target)), F.mse_loss(h, mod.zeros_like(h.data))
+        loss = ce + mse + F.dropout(h, 0.5, generator=mod.random.default_rng(0)).sum() * 0
+        loss.backward()
+        assert type(ce.data) is type(mse.data) is type(h.data) is type(x.grad) is type(x.data)
+        results.append([to_numpy(a) for a in (loss.data, x.grad, w.grad, b.grad, e.grad)])
+    for a, want in zip(*results):
+        np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ from scipy.special import expit
 
 import autograd.functional as F
 from autograd import Tensor, gradcheck
+from autograd.backend import to_numpy
 from autograd.functional.norm import group_norm_reference, group_norm_silu
 
 
@@ -250,3 +251,24 @@ def test_layer_norm_float32_and_errors():
         F.layer_norm(x, 3)
     with pytest.raises(ValueError, match="weight must have normalized_shape"):
         F.layer_norm(x, 5, Tensor(np.ones(3, np.float32)))
+
+
+# ----------------------------------------------------------------------------- backends
+
+def test_same_values_and_grads_on_every_backend(xp):
+    """On CuPy (where a GPU exists) the ops give what they give on NumPy, and stay on the device."""
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal((2, 8, 3, 4)).astype(np.float32), rng.standard_normal(8).astype(np.float32),
+              rng.standard_normal(8).astype(np.float32), rng.standard_normal((2, 8, 3, 4)).astype(np.float32)]
+    cases = [lambda x, w, b: F.group_norm(x, 4, w, b), lambda x, w, b: group_norm_silu(x, 2, w, b),
+             lambda x, w, b: F.layer_norm(x.transpose(1, 3), 8, w, b).transpose(1, 3)]
+    for fn in cases:
+        results = []
+        for mod in (np, xp):
+            x, w, b = (Tensor(mod.asarray(a), requires_grad=True) for a in arrays[:3])
+            y = fn(x, w, b)
+            y.backward(mod.asarray(arrays[3]))
+            assert type(y.data) is type(x.grad) is type(x.data)
+            results.append([to_numpy(a) for a in (y.data, x.grad, w.grad, b.grad)])
+        for a, e in zip(*results):
+            np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)
