@@ -65,6 +65,7 @@ def test_a_row_of_all_minus_inf_gets_zero_probability_and_zero_gradient():
     y.backward(np.ones((2, 3)) * np.arange(3))
     np.testing.assert_array_equal(x.grad[1], 0.0)
     assert x.grad[0, 1] == 0.0
+    np.testing.assert_array_equal(F.log_softmax(x, -1).data[1], -np.inf)  # log 0, and no 0/0 warning
 
 
 # ----------------------------------------------------------------------------- attention

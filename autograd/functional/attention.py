@@ -51,7 +51,7 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
     """y_i = x_i - log sum_j exp(x_j) along ``dim``.    dL/dx = g - exp(y) * sum_j g_j."""
     xp, x = input.xp, input.data
     y = x - _row_max(x, dim)
-    y -= xp.log(xp.exp(y).sum(axis=dim, keepdims=True))
+    y -= xp.log(xp.maximum(xp.exp(y).sum(axis=dim, keepdims=True), 1))  # max(., 1): as in softmax
 
     def backward(g):
         gx = xp.exp(y)

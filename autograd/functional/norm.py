@@ -169,7 +169,9 @@ def group_norm_silu(input: Tensor, num_groups: int, weight: Tensor | None = None
     """y = silu(z) = z s(z), z = group_norm(x, ...), s the logistic, as one op.
     dL/dz = g (s + y (1 - s)), then group_norm's backward from dL/dz.
 
-    Saves, against the two ops in sequence, keeping z alive for the backward and one full pass.
+    Against silu(group_norm(...)) it keeps one activation-sized array fewer alive for the
+    backward (s, not z and s; y is this node's own output) and allocates two fewer (y is made
+    in z's buffer, dL/dx in dL/dz's).
     """
     _check_group_norm("group_norm_silu", input, num_groups, weight, bias)
     x, gamma = input.data, _data(weight)
