@@ -83,6 +83,23 @@ def ref_posterior(betas, t: int, x0: float, xt: float) -> tuple[float, float]:
     return mean, 1.0 / precision
 
 
+def ref_posterior_table(betas) -> list[tuple[float, float, float]]:
+    """For every code index t: (coefficient of x_0, coefficient of x_t, variance) of
+    ``ref_posterior``, i.e. the same Bayes computation with the prior's (c, v) carried along
+    incrementally, O(T) instead of O(T^2)."""
+    table, c, v = [], 1.0, 0.0
+    for b in betas:
+        b = float(b)
+        a = 1.0 - b
+        if v == 0.0:
+            table.append((1.0, 0.0, 0.0))
+        else:
+            precision = a / b + 1.0 / v
+            table.append((c / v / precision, math.sqrt(a) / b / precision, 1.0 / precision))
+        c, v = c * math.sqrt(a), a * v + b
+    return table
+
+
 # ----------------------------------------------------------------------------- exact oracles
 
 
@@ -134,6 +151,14 @@ def gmm_oracle(alpha_bar, weights, means, stds):
 
 
 # ----------------------------------------------------------------------------- checks of the references
+
+
+@given(st.lists(st.floats(1e-4, 0.99), min_size=1, max_size=30), st.floats(-2, 2), st.floats(-2, 2))
+def test_ref_posterior_table_matches_ref_posterior(betas, x0, xt):
+    for t, (c1, c2, var) in enumerate(ref_posterior_table(betas)):
+        mean, v = ref_posterior(betas, t, x0, xt)
+        assert math.isclose(c1 * x0 + c2 * xt, mean, rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(var, v, rel_tol=1e-12)
 
 
 def test_ref_marginal_two_steps_by_hand():

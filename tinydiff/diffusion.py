@@ -161,7 +161,10 @@ class GaussianDiffusion:
             raise TypeError(f"{method}: {ref_name} must be a floating array; got dtype {ref.dtype}")
         xp = get_array_module(ref)
         for name, arr in others:
-            if get_array_module(arr) is not xp or not hasattr(arr, "shape"):
+            if not hasattr(arr, "dtype") or not hasattr(arr, "shape"):
+                raise TypeError(f"{method}: {name} must be an array like {ref_name}; "
+                                f"got {type(arr).__name__}")
+            if get_array_module(arr) is not xp:
                 raise TypeError(f"{method}: {name} ({type(arr).__module__}.{type(arr).__name__}) "
                                 f"is not on the same backend as {ref_name} ({xp.__name__})")
             if arr.shape != ref.shape:

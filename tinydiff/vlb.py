@@ -54,6 +54,9 @@ def discretized_gaussian_log_likelihood(x: Array, means: Array, log_scales: Arra
     """log P(x) per element, where P puts on each pixel value x in [-1, 1] the mass of
     N(means, exp(log_scales)^2) over [x - delta, x + delta], delta = 1 / (num_levels - 1), and the
     two outermost bins extend to -inf and +inf (DDPM eq. 13), so the masses sum to exactly 1.
+
+    Masses below the dtype's smallest normal number (1e-38 in float32) are floored there, so a bin
+    far in a tail reads about -87 nats in float32 rather than its true, lower, value.
     """
     xp = get_array_module(x, means)
     erfc = _erfc(xp)
@@ -90,14 +93,18 @@ def vb_terms_bpd(diffusion, eps_pred: Array, x0: Array, xt: Array, t: int | Arra
     """
     xp = get_array_module(x0)
     t = diffusion.check_timesteps(t, x0, "vb_terms_bpd")
-    true_mean, _, true_log_variance = diffusion.q_posterior(x0, xt, t, "vb_terms_bpd")
     mean, _, log_variance = diffusion.p_mean_variance(eps_pred, xt, t, variance, clip_x0)
-    kl = mean_flat(normal_kl(true_mean, true_log_variance, mean, log_variance)) / LOG2
-    decoder_nll = -mean_flat(
-        discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_variance)) / LOG2
-    if isinstance(t, int):
-        return decoder_nll if t == 0 else kl
-    return xp.where(t == 0, decoder_nll, kl)
+
+    def kl() -> Array:
+        true_mean, _, true_log_variance = diffusion.q_posterior(x0, xt, t, "vb_terms_bpd")
+        return mean_flat(normal_kl(true_mean, true_log_variance, mean, log_variance)) / LOG2
+
+    def decoder_nll() -> Array:
+        return -mean_flat(discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_variance)) / LOG2
+
+    if isinstance(t, int):  # one timestep for the whole batch: compute only the term it needs
+        return decoder_nll() if t == 0 else kl()
+    return xp.where(t == 0, decoder_nll(), kl())
 
 
 def calc_bpd_loop(diffusion, model_fn: Callable[[Array, Array], Array], x0: Array, rng: Any = None,
