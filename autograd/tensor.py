@@ -135,7 +135,7 @@ class Tensor:
         return self.data.reshape(()).item()
 
     def to(self, device: str) -> Tensor:
-        """The same values on ``device`` ('cpu' or 'cuda'); differentiable (the grad moves back)."""
+        """The same values on ``device`` ('cpu' or 'cuda').    dL/dx = g moved back to x's device."""
         if device_of(self.data) == device:
             return self
         src = self.device
@@ -150,7 +150,7 @@ class Tensor:
         self.grad = None
 
     def astype(self, dtype: Any) -> Tensor:
-        """Cast to ``dtype``; the gradient is cast back to this tensor's dtype."""
+        """y = x cast to ``dtype``.    dL/dx = g cast back to x's dtype."""
         src = self.data.dtype
         return make_node(self.data.astype(dtype), (self,), lambda g: (g.astype(src),), "astype")
 

@@ -28,7 +28,10 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge axes start_dim..end_dim into one (torch.flatten; a 0-d tensor becomes shape (1,))."""
+    """Merge axes start_dim..end_dim into one (torch.flatten).    dL/dx = reshape(g, x.shape).
+
+    A 0-d tensor becomes shape (1,), as in torch.
+    """
     if x.ndim == 0:
         return reshape(x, (1,))
     end = end_dim % x.ndim
@@ -40,13 +43,13 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    """Insert an axis of size 1 at ``dim``."""
+    """Insert an axis of size 1 at ``dim``.    dL/dx = reshape(g, x.shape) (the axis dropped again)."""
     dim = dim % (x.ndim + 1)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
-    """Drop axes of size 1 (only ``dim`` if given)."""
+    """Drop axes of size 1 (only ``dim`` if given).    dL/dx = reshape(g, x.shape)."""
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     if x.ndim == 0:
