@@ -78,3 +78,18 @@ def test_the_gradcheck_here_would_catch_a_wrong_weight_gradient(monkeypatch):
     monkeypatch.setattr(linear_module, "make_node", skewed)
     with pytest.raises(AssertionError, match="input [5-8] "):
         gradcheck(block, make_inputs(), atol=1e-7, rtol=1e-5)
+
+
+def test_the_gradients_demo_runs_and_all_three_ways_agree(capsys):
+    """demos/gradients.py is the learner's first script: it must keep running and agreeing."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "demos" / "gradients.py"
+    spec = importlib.util.spec_from_file_location("demo_gradients", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    for title in ("broadcasted product", "softmax", "group norm", "DDPM loss, one conv weight"):
+        assert f"== {title}" in out
+    assert "all agree" in out
