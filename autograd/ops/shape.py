@@ -27,6 +27,14 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
     return make_node(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
 
 
+def _axis(dim: int, ndim: int, op: str) -> int:
+    """``dim`` in [-ndim, ndim) as a non-negative axis. Out of range is an error (as in torch),
+    never a silent wrap-around to some other axis."""
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"{op}: dim {dim} is out of range for {ndim} axes (valid: {-ndim} to {ndim - 1})")
+    return dim % ndim
+
+
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge axes start_dim..end_dim into one (torch.flatten).    dL/dx = reshape(g, x.shape).
 
@@ -34,8 +42,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """
     if x.ndim == 0:
         return reshape(x, (1,))
-    end = end_dim % x.ndim
-    start = start_dim % x.ndim
+    start, end = _axis(start_dim, x.ndim, "flatten"), _axis(end_dim, x.ndim, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
     n = 1
     for s in x.shape[start:end + 1]:
         n *= s
@@ -44,7 +53,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     """Insert an axis of size 1 at ``dim``.    dL/dx = reshape(g, x.shape) (the axis dropped again)."""
-    dim = dim % (x.ndim + 1)
+    dim = _axis(dim, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
@@ -54,7 +63,7 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     if x.ndim == 0:
         return x
-    dim = dim % x.ndim
+    dim = _axis(dim, x.ndim, "squeeze")
     if x.shape[dim] != 1:
         return x
     return reshape(x, x.shape[:dim] + x.shape[dim + 1:])
@@ -74,6 +83,7 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
 
 def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     """Swap two axes (torch.transpose).    dL/dx = transpose(g, dim0, dim1)."""
+    dim0, dim1 = _axis(dim0, x.ndim, "transpose"), _axis(dim1, x.ndim, "transpose")
     dims = list(range(x.ndim))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, *dims)
