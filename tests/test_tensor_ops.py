@@ -383,6 +383,14 @@ def test_shape_ops_reject_bad_arguments_naming_the_op():
         autograd.stack([x, leaf(np.ones((3, 2)))])
     with pytest.raises(IndexError, match=r"getitem: .*\(2, 3\)"):
         x[5]
+    # Out-of-range axes are errors, never a wrap-around to some other axis.
+    for call, op in [(lambda: x.unsqueeze(3), "unsqueeze"), (lambda: x.squeeze(2), "squeeze"),
+                     (lambda: x.transpose(0, 2), "transpose"), (lambda: x.flatten(0, 2), "flatten"),
+                     (lambda: x.unsqueeze(-4), "unsqueeze")]:
+        with pytest.raises(IndexError, match=f"{op}: dim -?\\d is out of range for \\d axes"):
+            call()
+    with pytest.raises(ValueError, match="flatten: start_dim 1 comes after end_dim 0"):
+        x.flatten(1, 0)
 
 
 def test_zero_d_tensors_flatten_and_squeeze():
