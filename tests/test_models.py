@@ -35,19 +35,21 @@ def tiny_unet(**kw):
 
 
 # ---------------------------------------------------------------- timestep embedding
-def test_timestep_embedding_matches_scalar_formula(xp):
-    t = xp.asarray([0, 1, 7, 250, 999])
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-4), (np.float64, 1e-12)])
+def test_timestep_embedding_matches_scalar_formula(xp, dtype, tol):
+    ts = [0, 1, 7, 250, 999]
     dim = 9  # odd: the last column is padding
-    emb = timestep_embedding(t, dim)
-    assert emb.dtype == np.float32 and emb.shape == (5, dim) and emb.device == Tensor(t).device
+    emb = timestep_embedding(xp.asarray(ts), dim, dtype=dtype)
+    assert emb.dtype == dtype and emb.shape == (5, dim) and emb.xp is xp
     got = emb.numpy()
     half = dim // 2
-    for i, ti in enumerate([0, 1, 7, 250, 999]):
+    for i, ti in enumerate(ts):
         for k in range(half):
             w = 10000.0 ** (-k / half)
-            assert got[i, k] == pytest.approx(math.cos(ti * w), abs=1e-6)
-            assert got[i, half + k] == pytest.approx(math.sin(ti * w), abs=1e-6)
+            assert got[i, k] == pytest.approx(math.cos(ti * w), abs=tol)
+            assert got[i, half + k] == pytest.approx(math.sin(ti * w), abs=tol)
         assert got[i, -1] == 0.0
+    assert timestep_embedding(xp.asarray(ts), dim).dtype == np.float32  # the default
 
 
 def test_timestep_embedding_rejects_bad_shapes():

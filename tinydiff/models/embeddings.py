@@ -24,7 +24,9 @@ def timestep_embedding(t: Any, dim: int, max_period: float = 10000.0, dtype: Any
 
     ``t`` is an array (NumPy or CuPy) or Tensor of shape (B,), integer or fractional; the result
     lives on t's device, as float32 unless ``dtype`` says otherwise. An odd ``dim`` gets a
-    trailing zero column. The angles are formed in float64, so that large t lose no phase.
+    trailing zero column. The angles are formed in ``dtype``, as improved-diffusion does: in
+    float32 an angle t w near 1000 carries an absolute error of ~1e-4 rad, far below the spacing
+    of neighbouring timesteps' angles, and float64 would double the cost of an MLP's step.
     """
     if dim < 1:
         raise ValueError(f"timestep_embedding: dim must be >= 1, got {dim}")
@@ -35,12 +37,12 @@ def timestep_embedding(t: Any, dim: int, max_period: float = 10000.0, dtype: Any
         raise ValueError(f"timestep_embedding: t must have shape (B,), got shape {t.shape}")
     dtype = xp.float32 if dtype is None else dtype
     half = dim // 2
-    freqs = xp.exp(-math.log(max_period) * xp.arange(half, dtype=xp.float64) / half)
-    angles = t.astype(xp.float64)[:, None] * freqs[None, :]
+    freqs = xp.exp(-math.log(max_period) * xp.arange(half, dtype=xp.float64) / half).astype(dtype)
+    angles = t.astype(dtype)[:, None] * freqs[None, :]
     parts = [xp.cos(angles), xp.sin(angles)]
     if dim % 2:
-        parts.append(xp.zeros((t.shape[0], 1), dtype=xp.float64))
-    return Tensor(xp.concatenate(parts, axis=1).astype(dtype))
+        parts.append(xp.zeros((t.shape[0], 1), dtype=dtype))
+    return Tensor(xp.concatenate(parts, axis=1))
 
 
 def as_index_array(v: Any, batch: int, like: Any, what: str) -> Any:
