@@ -322,3 +322,58 @@ def test_ema_swap_state_dict_and_no_aliasing():
     assert other.shadow["p0"] is not ema.shadow["p0"]
     with pytest.raises(KeyError, match="missing"):
         other.load_state_dict({**ema.state_dict(), "shadow": {}})
+
+
+# --------------------------------------------------------------------------- sampling hooks
+
+def test_sampling_mid_training_does_not_change_the_run(tmp_path, reference):
+    drawn = []
+
+    def sample_now(trainer, info):
+        if info.step in (5, 12):
+            drawn.append(trainer.sample(16, sampler="ddim", steps=3, seed=info.step).samples)
+    trainer = Trainer(tiny_config(tmp_path), callbacks=[sample_now])
+    assert losses(trainer.train()) == reference[0]
+    assert len(drawn) == 2 and all(d.shape == (16, 2) and np.isfinite(d).all() for d in drawn)
+    assert trainer.model.training
+
+
+def test_classifier_free_guidance_combines_two_predictions():
+    from autograd import no_grad
+    from autograd.tensor import Tensor
+    from tinydiff.models import build_model
+    from tinydiff.sampling import model_fn_for
+    model = build_model({**TINY_MLP, "num_classes": 10})
+    rng = np.random.default_rng(0)
+    xt = rng.standard_normal((6, 2)).astype(np.float32)
+    t = rng.integers(0, 100, 6)
+    y = np.array([0, 3, 3, 9, 1, 2])
+    with no_grad():
+        cond = model(Tensor(xt), t, y).data
+        uncond = model(Tensor(xt), t, np.full(6, 10)).data
+        guided = model_fn_for(model, y, guidance=3.0)(xt, t)
+        plain = model_fn_for(model, y)(xt, t)
+    np.testing.assert_allclose(guided, uncond + 3.0 * (cond - uncond), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(plain, cond)
+    with pytest.raises(ValueError, match="needs labels"):
+        model_fn_for(model, None, guidance=2.0)
+    with pytest.raises(ValueError, match="class-conditional"):
+        model_fn_for(build_model(TINY_MLP), y, guidance=2.0)
+
+
+def test_generate_batches_labels_and_reports_speed():
+    from tinydiff.diffusion import GaussianDiffusion
+    from tinydiff.models import build_model
+    from tinydiff.sampling import generate
+    from tinydiff.schedules import make_beta_schedule
+    model = build_model({**TINY_MLP, "num_classes": 10})
+    diffusion = GaussianDiffusion(make_beta_schedule("linear", 100))
+    out = generate(model, diffusion, 10, (2,), sampler="ddim", steps=4, labels=7, guidance=2.0,
+                   batch_size=4, seed=1)
+    assert out.samples.shape == (10, 2) and out.samples.dtype == np.float32
+    assert out.labels.tolist() == [7] * 10 and out.per_second > 0
+    again = generate(model, diffusion, 10, (2,), sampler="ddim", steps=4, labels=7, guidance=2.0,
+                     batch_size=4, seed=1)
+    np.testing.assert_array_equal(out.samples, again.samples)
+    with pytest.raises(ValueError, match="one label per sample"):
+        generate(model, diffusion, 10, (2,), sampler="ddim", steps=4, labels=[1, 2])

@@ -295,7 +295,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from None
         trainer = Trainer(config)
         n_params = sum(p.size for p in trainer.params)
-        print(f"Training a {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
+        print(f"Training {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
               f"for {config.steps} steps, batch {config.batch_size}, on {config.device}")
 
     history = trainer.train()

@@ -83,16 +83,16 @@ class TrainConfig:
     class_cond: bool = False            # condition on labels (mnist only)
     p_uncond: float = 0.1               # class_cond: probability of the null label (CFG training)
     # model: keyword arguments of tinydiff.models.build_model ("name" picks the architecture)
-    model: dict = field(default_factory=lambda: {"name": "mlp", "data_dim": 2, "hidden_dim": 128,
+    model: dict = field(default_factory=lambda: {"name": "mlp", "data_dim": 2, "hidden_dim": 256,
                                                  "num_layers": 3, "time_embed_dim": 32})
     # diffusion
     schedule: str = "linear"            # beta schedule: see tinydiff.schedules.SCHEDULES
     timesteps: int = 1000               # T
     parameterization: str = "eps"       # what the model predicts: "eps", "x0" or "v"
     # optimisation
-    steps: int = 3000                   # total optimizer steps of the run
+    steps: int = 5000                   # total optimizer steps of the run
     batch_size: int = 512
-    lr: float = 1e-3                    # peak learning rate, reached after warmup_steps
+    lr: float = 2e-3                    # peak learning rate, reached after warmup_steps
     optimizer: str = "adam"             # "adam" or "adamw"
     weight_decay: float = 0.0           # L2 (adam) or decoupled (adamw) weight decay
     warmup_steps: int = 100             # linear LR warmup from 0 over this many steps
