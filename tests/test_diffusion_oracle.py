@@ -142,8 +142,9 @@ def _check_mixture(x, bias_w=0.005, bias_m=0.01, bias_s=0.03, n_sigma=5.0):
     Assign each sample to the nearest component mean; the means are >= 4 stds from the midpoint, so
     misassignment (< 1e-4 of the samples) is negligible. Standard errors: sqrt(w (1 - w) / N) for a
     weight, s_k / sqrt(N_k) for a mean coordinate, sqrt(1 / (2 N_k)) for a relative std. Bias
-    allowances: measured with 200000 samples, 1000 DDPM steps are within 1e-3 on weights, 2.5e-3 on
-    means and 1.5% on stds; 200 DDIM steps within 1e-3, 6e-3 and 2.2%."""
+    allowances, from runs with 200000 samples (standard errors ~1e-3): 1000 DDPM steps (either
+    variance) are within 1e-3 on weights, 1.5e-3 on means and 1.7% on stds; 200 DDIM steps with
+    eta = 0 within 1e-3, 6.2e-3 and 2.1%, and with eta = 1 within 2.3e-3, 3.3e-3 and 5.6%."""
     means = np.array(MEANS)
     k = ((x[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
     N = len(x)
@@ -170,8 +171,9 @@ def test_ddim_200_steps_with_the_mixture_oracle_reproduces_weights_and_means():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kwargs", [{}, {"variance": "fixed_small"}, {"sampler": "ddim", "steps": 200},
-                                    {"sampler": "ddim", "steps": 200, "eta": 1.0}])
-def test_mixture_oracle_with_many_samples(kwargs):
-    """The same with 50000 samples: standard errors shrink 4x, so the bias allowances dominate."""
-    _check_mixture(_mixture_sample(50000, **kwargs))
+@pytest.mark.parametrize("kwargs,bias_s", [({}, 0.03), ({"variance": "fixed_small"}, 0.03),
+                                           ({"sampler": "ddim", "steps": 200}, 0.03),
+                                           ({"sampler": "ddim", "steps": 200, "eta": 1.0}, 0.08)])
+def test_mixture_oracle_with_many_samples(kwargs, bias_s):
+    """The same with 50000 samples: standard errors shrink 3x, so the bias allowances dominate."""
+    _check_mixture(_mixture_sample(50000, **kwargs), bias_s=bias_s)

@@ -60,7 +60,7 @@ def test_p_sample_step_is_algorithm2_line4(betas, shape, dtype, seed, variance):
 
 @given(beta_schedules(), batch_shapes, dtypes, seeds)
 def test_fixed_small_step_is_the_posterior_around_the_predicted_x0(betas, shape, dtype, seed):
-    """DDPM sec. 3.2: p(x_{t-1}|x_t) = q(x_{t-1} | x_t, x0_hat) with x0_hat from eq. 15 and sigma^2 = beta_tilde."""
+    """DDPM sec. 3.2: p(x_{t-1}|x_t) = q(x_{t-1} | x_t, x0_hat), x0_hat from eq. 15, sigma^2 = beta_tilde."""
     d, xt, eps, z, t = _setup(betas, shape, dtype, seed)
     x0_hat = d.predict_x0_from_eps(xt, t, eps)
     mean, var = d.q_posterior_mean_variance(x0_hat, xt, t)
@@ -133,7 +133,8 @@ def test_ddim_eta1_with_every_step_is_ddpm_fixed_small(betas, shape, seed):
     ddim = d.ddim_step(eps, xt, t, t - 1, eta=1.0, noise=z)
     ddpm = d.p_sample_step(eps, xt, t, z, variance="fixed_small")
     cond = 1 / np.sqrt(d.alphas_cumprod[t]).reshape(_rows(xt))
-    assert np.all(np.abs(ddim - ddpm) <= tolerance(np.float64) * cond * (1 + np.abs(xt) + np.abs(eps) + np.abs(z)))
+    scale = 1 + np.abs(xt) + np.abs(eps) + np.abs(z)
+    assert np.all(np.abs(ddim - ddpm) <= tolerance(np.float64) * cond * scale)
     # and the noise scale alone: switching the noise on adds exactly sigma z with sigma^2 = beta_tilde_t
     added = d.ddim_step(eps, xt, t, t - 1, 1.0, z) - d.ddim_step(eps, xt, t, t - 1, 1.0, 0 * z)
     expected = np.sqrt(d.posterior_variance[t]).reshape(_rows(xt)) * z
@@ -194,7 +195,29 @@ def test_point_mass_data_is_recovered_exactly(sampler, steps, eta, variance):
     x_star = np.array([0.7, -0.2, 0.1])
     oracle = point_mass_oracle(ref_alpha_bar(betas), x_star)
     kwargs = dict(variance=variance) if variance else {}
-    out = d.sample(oracle, (6, 3), sampler=sampler, steps=steps, eta=eta, rng=np.random.default_rng(0), **kwargs)
+    out = d.sample(oracle, (6, 3), sampler=sampler, steps=steps, eta=eta, rng=np.random.default_rng(0),
+                   **kwargs)
+    np.testing.assert_allclose(out, np.broadcast_to(x_star, (6, 3)), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddpm", None), ("ddim", 7)])
+@pytest.mark.parametrize("parameterization", ["x0", "v"])
+def test_point_mass_is_recovered_by_x0_and_v_models(sampler, steps, parameterization):
+    """The same exact model predicting x_0 (always x*) or v = sqrt(ab) eps - sqrt(1 - ab) x*."""
+    betas = make_beta_schedule("cosine", 50)
+    d = GaussianDiffusion(betas)
+    ab = np.array(ref_alpha_bar(betas))
+    x_star = np.array([0.7, -0.2, 0.1])
+    eps_model = point_mass_oracle(ab, x_star)
+
+    def model(x, t):
+        if parameterization == "x0":
+            return np.broadcast_to(x_star, x.shape).copy()
+        a = ab[t].reshape(_rows(x))
+        return np.sqrt(a) * eps_model(x, t) - np.sqrt(1 - a) * x_star
+
+    out = d.sample(model, (6, 3), sampler=sampler, steps=steps, rng=np.random.default_rng(0),
+                   parameterization=parameterization)
     np.testing.assert_allclose(out, np.broadcast_to(x_star, (6, 3)), rtol=1e-9, atol=1e-9)
 
 
@@ -232,8 +255,6 @@ def test_sample_options():
     b = d.sample(zero, (3, 2), rng=np.random.default_rng(7))
     assert a.dtype == np.float64
     np.testing.assert_array_equal(a, b)  # seeded: reproducible
-    v_model = lambda x, t: d.get_v(np.zeros_like(x), x, t)  # noqa: E731 (the v of x0 = 0, eps = x_t-ish)
-    d.sample(v_model, (3, 2), rng=np.random.default_rng(7), parameterization="v")
     with pytest.raises(ValueError, match="all T=30"):
         d.sample(zero, (3, 2), "ddpm", steps=10)
     with pytest.raises(ValueError, match="ddpm, ddim"):

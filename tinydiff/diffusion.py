@@ -430,7 +430,8 @@ class GaussianDiffusion:
             iterator = tqdm(pairs, desc=f"{sampler} sampling", total=len(pairs))
         for t, t_prev in iterator:
             t_batch = xp.full((batch,), t, dtype=xp.int64)
-            eps = self.eps_from_model_output(model_fn(x, t_batch), x, t_batch, parameterization)
+            # the model sees an array t; the library's own lookups use the int (no device sync)
+            eps = self.eps_from_model_output(model_fn(x, t_batch), x, t, parameterization)
             if sampler == "ddpm":
                 noise = rng.standard_normal(shape, dtype=x.dtype) if t > 0 else None
                 x = self.p_sample_step(eps, x, t, noise, variance=variance, clip_x0=clip_x0)

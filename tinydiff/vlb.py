@@ -129,7 +129,7 @@ def calc_bpd_loop(diffusion, model_fn: Callable[[Array, Array], Array], x0: Arra
         t_batch = xp.full((batch,), t, dtype=xp.int64)
         noise = rng.standard_normal(x0.shape, dtype=x0.dtype)
         xt = diffusion.q_sample(x0, t, noise)
-        eps = diffusion.eps_from_model_output(model_fn(xt, t_batch), xt, t_batch, parameterization)
+        eps = diffusion.eps_from_model_output(model_fn(xt, t_batch), xt, t, parameterization)
         vb.append(vb_terms_bpd(diffusion, eps, x0, xt, t, variance=variance, clip_x0=clip_x0))
         x0_hat = diffusion.predict_x0_from_eps(xt, t, eps)
         if clip_x0:
