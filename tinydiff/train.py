@@ -275,7 +275,8 @@ class Trainer:
     """Trains ``config``'s model on ``config``'s data (see the module docstring).
 
     ``Trainer(config)`` builds everything from the seed; ``Trainer.resume(path)`` rebuilds it
-    from a checkpoint. ``train()`` runs until ``config.steps`` and returns the history of this
+    from a checkpoint. ``model`` and ``batches`` (an object with ``next_batch(rng) -> (x, y)``
+    and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()`` runs until ``config.steps`` and returns the history of this
     call as a list of ``StepInfo``. ``callbacks`` are called after every step with
     ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
     stops training like Ctrl-C (checkpoint first).
@@ -289,7 +290,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.out_dir = Path(config.out_dir)
         self.step = 0
-        self.elapsed = 0.0          # training seconds before this process took over
+        self.elapsed = 0.0          # seconds of training before the current train() call
         self.history: list[StepInfo] = []
 
         # One seed fixes the run: the engine's generator (init, dropout) and two streams
@@ -301,7 +302,12 @@ class Trainer:
         self.noise_rng = np.random.default_rng(noise_seed)
 
         self.diffusion = GaussianDiffusion(make_beta_schedule(config.schedule, config.timesteps))
-        self.model = model if model is not None else build_model(config.model_config())
+        if model is None:
+            model = build_model(config.model_config())
+        elif hasattr(model, "get_config"):
+            # Record the architecture actually trained, so that checkpoints rebuild it.
+            config.model = {k: v for k, v in model.get_config().items() if k != "num_classes"}
+        self.model = model
         self.model.to(config.device)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -309,7 +315,10 @@ class Trainer:
         self.scheduler = LinearWarmup(self.optimizer, warmup_steps=config.warmup_steps)
         self.ema = EMA(self.model, decay=config.ema_decay)
         self.batches = batches if batches is not None else make_batches(config)
-        self.null_label = NUM_CLASSES.get(config.task) if config.class_cond else None
+        # The null label of classifier-free guidance is the extra class num_classes.
+        self.null_label = getattr(self.model, "num_classes", None) if config.class_cond else None
+        if config.class_cond and self.null_label is None:
+            raise ValueError("class_cond=True needs a class-conditional model (built with num_classes)")
         self._noise: Any = None     # reused noise buffer (host)
         self._stop_requested = False
         self._in_step = False       # True while a step is half done (then the state is not saved)
