@@ -113,14 +113,20 @@ class TrainConfig:
         return cls(**{**base, **overrides})
 
     @classmethod
-    def mnist(cls, class_cond: bool = False, **overrides: Any) -> TrainConfig:
-        """A small UNet on MNIST (improved-diffusion-style hyperparameters, scaled down)."""
+    def mnist(cls, class_cond: bool = True, **overrides: Any) -> TrainConfig:
+        """A small class-conditional UNet on MNIST, sized for ~50 minutes on two CPU cores.
+
+        Measured on the shared 2-core machine (one BLAS thread): ~1 s per step of 64 images
+        for this 281k-parameter UNet (16 base channels, one ResBlock per level), against 7.5 s
+        for the 32-channel, two-block UNet at batch 128. A short run wants a high learning rate
+        and no dropout; classifier-free guidance at sampling time makes up for the small net.
+        """
         base = dict(task="mnist", dataset="mnist", class_cond=class_cond,
                     model={"name": "unet", "in_channels": 1, "out_channels": 1,
-                           "model_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": 2,
-                           "attention_resolutions": [7], "dropout": 0.1, "image_size": 28},
-                    schedule="cosine", steps=20000, batch_size=128, lr=2e-4, optimizer="adamw",
-                    warmup_steps=500, ema_decay=0.9995, ckpt_every=1000,
+                           "model_channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
+                           "attention_resolutions": [7], "dropout": 0.0, "image_size": 28},
+                    schedule="cosine", steps=3000, batch_size=64, lr=1e-3, optimizer="adamw",
+                    warmup_steps=100, ema_decay=0.999, ckpt_every=250,
                     out_dir="runs/mnist-cond" if class_cond else "runs/mnist")
         return cls(**{**base, **overrides})
 
