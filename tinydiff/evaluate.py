@@ -1,0 +1,438 @@
+"""How good is a trained model? Sample-quality numbers for toy 2D and MNIST checkpoints.
+
+Toy 2D. Samples are compared with *fresh* draws from the true distribution by the sliced
+2-Wasserstein distance (``tinydiff.metrics.sliced_wasserstein``, many projections) and by the
+multi-scale RBF MMD^2. Neither is zero for two finite samples of one distribution, so each is
+printed beside its *floor*: the same metric between two fresh data samples of the same size.
+A model is as good as the metric can tell when its value is at the floor; the ratio
+``model / floor`` says how far above it is (sliced W2 only: MMD^2's floor is ~0 and may be
+negative, so its ratio means nothing). Both are averaged over a few independent reference
+draws, which keeps the floor from being one lucky or unlucky number.
+
+MNIST. A small CNN (``tinydiff.models.MNISTClassifier``), trained once with this same engine and
+cached (``classifier_path``), judges generated digits:
+
+- FID on its 128 penultimate features, generated images against the 10,000 test images
+  (Heusel et al. 2017, with this classifier in place of Inception: comparable only between
+  runs scored with the same classifier);
+- the class histogram of the generated digits and their mean confidence (the mean of the
+  classifier's top probability); for a class-conditional model also how often the classifier
+  agrees with the requested label;
+- NLL in bits/dim on a subset of the test set: the full variational bound of DDPM's eq. 5 over
+  all T terms (``GaussianDiffusion.calc_bpd_loop``);
+- sampling speed in images/s for DDPM (all T steps) and DDIM-50.
+
+``evaluate_checkpoint(path, args)`` runs the right set for a checkpoint and prints it (the
+``tinydiff eval`` command); the functions below it are usable on their own.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from autograd.backend import to_device, to_numpy
+from autograd.tensor import Tensor, no_grad
+
+CLASSIFIER_FILE = "mnist_classifier.npz"
+CLASSIFIER_KIND = "tinydiff.mnist_classifier"
+CLASSIFIER_VERSION = 1
+
+TOY_N = 4000                 # points per sample: sliced W2's floor then sits well below model errors
+TOY_PROJECTIONS = 1000       # random directions of the sliced W2 estimate
+TOY_REPEATS = 3              # independent reference draws averaged over
+TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many points, first draw only
+MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
+MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)
+DEFAULT_GUIDANCE = 3.0       # classifier-free guidance scale for class-conditional MNIST samples
+
+
+# =========================================================================== toy 2D
+
+@dataclass
+class ToyMetrics:
+    """Sample quality of 2D points against the true distribution, with the data-vs-data floors."""
+    dataset: str
+    n: int                   # points per sample
+    sw: float                # sliced W2(samples, fresh data), mean over the repeats
+    sw_floor: float          # sliced W2(fresh data, fresh data): what a perfect model scores
+    mmd2: float              # unbiased MMD^2(samples, fresh data), first reference draw
+    mmd2_floor: float        # unbiased MMD^2(fresh data, fresh data), ~0
+    mmd_n: int               # points per sample in the MMD
+    repeats: int
+
+    @property
+    def sw_ratio(self) -> float:
+        """How many times the floor the model's sliced W2 is (1 = indistinguishable from data)."""
+        return self.sw / self.sw_floor
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sw_ratio": self.sw_ratio}
+
+    def report(self) -> str:
+        return (f"{self.dataset}, {self.n} points, mean of {self.repeats} fresh reference draws:\n"
+                f"  sliced W2   model {self.sw:.4f}   data-vs-data floor {self.sw_floor:.4f}   "
+                f"ratio {self.sw_ratio:.2f}\n"
+                f"  MMD^2 x 1e3 model {1e3 * self.mmd2:.3f}   data-vs-data floor "
+                f"{1e3 * self.mmd2_floor:.3f}   ({self.mmd_n} points, first draw)")
+
+
+def toy2d_metrics(samples: Any, dataset: str, seed: int = 0, n_projections: int = TOY_PROJECTIONS,
+                  repeats: int = TOY_REPEATS) -> ToyMetrics:
+    """Compare ``samples`` (n, 2) with fresh draws of ``dataset``, and two fresh draws with each other.
+
+    For each repeat r, three independent data samples of size n are drawn (seeded from ``seed``
+    and r, never the training stream): a reference R_r, a stand-in "perfect model" D_r, and the
+    model's samples are scored against R_r; D_r against R_r gives the floor. The MMD kernel
+    scales are fixed from the data (median heuristic on R_0, D_0) so that the model and the
+    floor are measured with the same kernel; being O(n^2), MMD uses the first ``TOY_MMD_N``
+    points of the first draw only.
+    """
+    from tinydiff.data.toy2d import sample_toy2d
+    from tinydiff.metrics import MMD_BANDWIDTH_MULTIPLIERS, median_bandwidth, mmd_rbf, sliced_wasserstein
+
+    x = np.asarray(to_numpy(samples), dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) < 2:
+        raise ValueError(f"toy2d_metrics: expected samples of shape (n >= 2, 2), got {x.shape}")
+    n = len(x)
+    sw, sw_floor = [], []
+    for r in range(repeats):
+        # Seeds far from the training run's (0, 1, ...) so no reference point was trained on.
+        reference = sample_toy2d(dataset, n, np.random.default_rng([seed, r, 7919]))
+        perfect = sample_toy2d(dataset, n, np.random.default_rng([seed, r, 104729]))
+        # The same projections for the model and the floor: their difference is then not noise
+        # from the projection draw.
+        sw.append(sliced_wasserstein(x, reference, n_projections, rng=seed + r))
+        sw_floor.append(sliced_wasserstein(perfect, reference, n_projections, rng=seed + r))
+        if r == 0:
+            m = min(n, TOY_MMD_N)
+            bandwidths = median_bandwidth(reference[:m], perfect[:m]) * np.asarray(MMD_BANDWIDTH_MULTIPLIERS)
+            mmd2 = mmd_rbf(x[:m], reference[:m], bandwidths)
+            mmd2_floor = mmd_rbf(perfect[:m], reference[:m], bandwidths)
+    return ToyMetrics(dataset, n, float(np.mean(sw)), float(np.mean(sw_floor)), float(mmd2),
+                      float(mmd2_floor), m, repeats)
+
+
+# =========================================================================== the MNIST classifier
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tinydiff`` (an absolute XDG_CACHE_HOME only, per the spec), else
+    ``~/.cache/tinydiff``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "tinydiff"
+
+
+def classifier_path(path: str | os.PathLike | None = None) -> Path:
+    """Where the MNIST classifier lives: ``path`` if given, else ``cache_dir()/mnist_classifier.npz``."""
+    return Path(path) if path is not None else cache_dir() / CLASSIFIER_FILE
+
+
+def train_classifier(data_dir: str | os.PathLike | None = None, epochs: int = 3, lr: float = 1e-3,
+                     seed: int = 0, progress: bool = True,
+                     subset: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train ``MNISTClassifier`` on the MNIST training set (the first ``subset`` images if given);
+    returns the model (eval mode) and a dict of facts about it, including its test accuracy."""
+    import autograd.random as ag_random
+    from tinydiff.data.mnist import load_mnist
+    from tinydiff.models import MNISTClassifier, classifier_accuracy, fit_classifier
+
+    images, labels = load_mnist("train", data_dir=data_dir, progress=progress)
+    test_images, test_labels = load_mnist("test", data_dir=data_dir, progress=progress)
+    if subset is not None:
+        images, labels = images[:subset], labels[:subset]
+        test_images, test_labels = test_images[:subset], test_labels[:subset]
+    ag_random.manual_seed(seed)
+    model = MNISTClassifier()
+    start = time.perf_counter()
+    losses = fit_classifier(model, images, labels, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    seconds = time.perf_counter() - start
+    accuracy = classifier_accuracy(model, test_images, test_labels)
+    info = {"test_accuracy": float(accuracy), "test_images": int(len(test_images)),
+            "train_images": int(len(images)), "epochs": epochs, "lr": lr, "seed": seed,
+            "final_loss": float(np.mean(losses[-50:])), "train_seconds": round(seconds, 1)}
+    return model, info
+
+
+def save_classifier(model: Any, info: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write the classifier's architecture, weights and ``info`` to ``path`` atomically."""
+    from autograd.serialization import save
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save({"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "config": model.get_config(),
+          "state": model.state_dict(), "info": dict(info)}, path)
+    return path
+
+
+def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Rebuild a saved classifier, loading its weights strictly (every parameter, nothing else)."""
+    from autograd.serialization import CheckpointError, load
+    from tinydiff.models import build_model
+    state = load(path)
+    if not isinstance(state, dict) or state.get("kind") != CLASSIFIER_KIND:
+        raise CheckpointError(f"{path}: not an MNIST classifier file (kind "
+                              f"{state.get('kind') if isinstance(state, dict) else None!r})")
+    if state.get("version") != CLASSIFIER_VERSION:
+        raise CheckpointError(f"{path}: classifier file version {state.get('version')!r} is not supported")
+    model = build_model(state["config"])
+    try:
+        model.load_state_dict(state["state"], strict=True)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the classifier: {exc}; delete the file "
+                              f"to train a new one") from None
+    model.to(device)
+    model.eval()
+    return model, dict(state["info"])
+
+
+def get_classifier(path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+                   device: str = "cpu", progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The MNIST classifier at ``classifier_path(path)``, trained (``train_classifier``) and
+    saved there first if the file does not exist yet: it is trained once per machine."""
+    path = classifier_path(path)
+    if not path.exists():
+        print(f"No MNIST classifier at {path}: training one (once; later runs load it)", flush=True)
+        model, info = train_classifier(data_dir=data_dir, progress=progress)
+        save_classifier(model, info, path)
+        print(f"Saved the classifier ({100 * info['test_accuracy']:.2f}% test accuracy) to {path}",
+              flush=True)
+    return load_classifier(path, device=device)
+
+
+@no_grad()
+def classify(model: Any, images: Any, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features (N, 128) and class probabilities (N, 10) of images in [-1, 1]."""
+    device = next(iter(model.parameters())).device
+    model.eval()
+    feats, probs = [], []
+    for lo in range(0, len(images), batch_size):
+        x = Tensor(to_device(np.asarray(images[lo:lo + batch_size], dtype=np.float32), device))
+        f = model.features(x)
+        logits = to_numpy(model.head(f).data).astype(np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs.append(p / p.sum(axis=1, keepdims=True))
+        feats.append(to_numpy(f.data))
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+# =========================================================================== MNIST metrics
+
+@dataclass
+class DigitMetrics:
+    """What the classifier says about a set of generated digits."""
+    n: int
+    histogram: list[float]          # fraction of the samples per predicted class 0..9
+    mean_confidence: float          # mean top probability
+    label_agreement: float | None   # class-conditional: fraction classified as the requested label
+    fid: float | None               # vs the test set's features (None if not computed)
+
+    def report(self) -> str:
+        lines = [f"  classes (%)      " + " ".join(f"{d}:{100 * h:4.1f}" for d, h in enumerate(self.histogram)),
+                 f"  smallest class   {100 * min(self.histogram):.1f}%",
+                 f"  mean confidence  {self.mean_confidence:.3f}"]
+        if self.label_agreement is not None:
+            lines.append(f"  label agreement  {100 * self.label_agreement:.1f}% "
+                         f"(classified as the requested digit)")
+        if self.fid is not None:
+            lines.append(f"  FID (classifier features, vs the {MNIST_FID_N} test images)  {self.fid:.2f}")
+        return "\n".join(lines)
+
+
+def digit_metrics(probs: np.ndarray, features: np.ndarray | None = None,
+                  reference_features: np.ndarray | None = None,
+                  labels: Sequence[int] | None = None) -> DigitMetrics:
+    """Class histogram, mean confidence (and label agreement, FID) from classifier outputs."""
+    from tinydiff.metrics import fid_from_features
+    probs = np.asarray(probs)
+    pred = probs.argmax(axis=1)
+    hist = np.bincount(pred, minlength=probs.shape[1]) / len(pred)
+    agreement = None if labels is None else float(np.mean(pred == np.asarray(labels)))
+    fid = None
+    if features is not None and reference_features is not None:
+        fid = fid_from_features(features, reference_features)
+    return DigitMetrics(len(pred), [float(h) for h in hist], float(probs.max(axis=1).mean()),
+                        agreement, fid)
+
+
+def balanced_labels(n: int) -> np.ndarray:
+    """0, 1, ..., 9, 0, 1, ...: ``n`` labels with every class equally often (within one)."""
+    return np.arange(n, dtype=np.int64) % 10
+
+
+def mnist_bpd(run: Any, images: Any, labels: Any = None, seed: int = 0, batch_size: int = 100,
+              progress: bool = False, device: str = "cpu") -> dict[str, float]:
+    """Mean NLL bound in bits/dim of ``images`` under a loaded run (all T terms of eq. 5).
+
+    ``labels``: condition a class-conditional model on them (None: the null label, i.e. the
+    unconditional model, for a class-conditional run trained with label dropout).
+    """
+    from tinydiff.sampling import model_fn_for
+    if device == "cuda":
+        import cupy  # noise on the GPU, next to the model
+        rng = cupy.random.default_rng(seed)
+    else:
+        rng = np.random.default_rng(seed)
+    totals, priors = [], []
+    with no_grad():
+        for lo in range(0, len(images), batch_size):
+            x0 = to_device(np.asarray(images[lo:lo + batch_size], dtype=np.float32), device)
+            y = None if labels is None else to_device(np.asarray(labels[lo:lo + batch_size]), device)
+            out = run.diffusion.calc_bpd_loop(model_fn_for(run.model, y), x0, rng=rng,
+                                              progress=progress,
+                                              parameterization=run.config.parameterization)
+            totals.append(to_numpy(out["total_bpd"]))
+            priors.append(to_numpy(out["prior_bpd"]))
+    total = np.concatenate(totals)
+    return {"bpd": float(total.mean()), "bpd_sem": float(total.std(ddof=1) / math.sqrt(len(total)))
+            if len(total) > 1 else float("nan"), "prior_bpd": float(np.concatenate(priors).mean()),
+            "n": int(len(total))}
+
+
+def sampling_speed(run: Any, sampler: str, steps: int | None, n: int, labels: Any = None,
+                   guidance: float = 1.0, device: str = "cpu") -> float:
+    """Images per second of ``n`` images drawn in one batch."""
+    from tinydiff.sampling import generate
+    from tinydiff.train import sample_shape
+    result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=sampler,
+                      steps=steps, labels=labels, guidance=guidance, batch_size=n, seed=0,
+                      device=device, parameterization=run.config.parameterization)
+    return result.per_second
+
+
+# =========================================================================== the eval command
+
+def evaluate_checkpoint(path: str | os.PathLike, args: Any) -> dict[str, Any]:
+    """``tinydiff eval``: the metrics of a checkpoint, printed and (with ``args.out``) saved as JSON.
+
+    ``args`` carries the command's options (sampler, steps, eta, n, seed, device, data_dir, out,
+    and for MNIST classifier, guidance, bpd_n, speed); missing ones take their defaults.
+    """
+    from tinydiff.sampling import load_run
+    from tinydiff.train import CHECKPOINT_NAME
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    opt = _Options(args)
+    run = load_run(path, device=opt.device)
+    print(f"Evaluating {path} (step {run.step}, EMA weights, {run.config.task})", flush=True)
+    if run.config.task == "toy2d":
+        result = _evaluate_toy(run, opt)
+    else:
+        result = _evaluate_mnist(run, opt)
+    result = {"checkpoint": str(path), "step": run.step, **result}
+    if opt.out:
+        out = Path(opt.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"Metrics: {out}")
+    return result
+
+
+class _Options:
+    """The eval options with their defaults, read from an argparse Namespace (or any object)."""
+
+    def __init__(self, args: Any) -> None:
+        get = lambda name, default=None: (getattr(args, name, None)  # noqa: E731
+                                          if getattr(args, name, None) is not None else default)
+        self.sampler = get("sampler", "ddim")
+        self.steps = get("steps")
+        self.eta = get("eta", 0.0)
+        self.n = get("n")
+        self.seed = get("seed", 0)
+        self.device = get("device", "cpu")
+        self.data_dir = get("data_dir")
+        self.out = get("out")
+        self.classifier = get("classifier")
+        self.guidance = get("guidance")
+        self.bpd_n = get("bpd_n", MNIST_BPD_N)
+        self.speed = bool(get("speed", True))
+        self.unconditional = bool(get("unconditional", False))
+        self.progress = not bool(get("no_progress", False))
+
+
+def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
+    if opt.sampler == "ddpm":
+        return None
+    return min(T, opt.steps if opt.steps is not None else default)
+
+
+def _describe(sampler: str, steps: int | None, T: int, eta: float) -> str:
+    return f"DDPM ({T} steps)" if sampler == "ddpm" else f"DDIM ({steps} steps, eta={eta:g})"
+
+
+def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
+    from tinydiff.sampling import generate
+    from tinydiff.train import sample_shape
+    T = run.config.timesteps
+    steps = _sampler_steps(opt, T, default=100)
+    n = opt.n or TOY_N
+    result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
+                      steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
+                      parameterization=run.config.parameterization)
+    metrics = toy2d_metrics(result.samples, run.config.dataset, seed=opt.seed)
+    what = _describe(opt.sampler, steps, T, opt.eta)
+    print(f"Samples: {what}, {result.per_second:.0f} points/s")
+    print(metrics.report())
+    return {"task": "toy2d", "sampler": what, **metrics.as_dict()}
+
+
+def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
+    from tinydiff.data.mnist import load_mnist
+    from tinydiff.sampling import generate
+    from tinydiff.train import sample_shape
+
+    cfg, T = run.config, run.config.timesteps
+    classifier, info = get_classifier(opt.classifier, data_dir=opt.data_dir, device=opt.device,
+                                      progress=opt.progress)
+    print(f"Classifier: {classifier_path(opt.classifier)} ({100 * info['test_accuracy']:.2f}% test "
+          f"accuracy)", flush=True)
+    test_images, test_labels = load_mnist("test", data_dir=opt.data_dir, progress=opt.progress)
+    test_features, _ = classify(classifier, test_images)
+
+    steps = _sampler_steps(opt, T, default=20)
+    n = opt.n or MNIST_FID_N
+    conditional = cfg.class_cond and not opt.unconditional
+    guidance = (opt.guidance if opt.guidance is not None else DEFAULT_GUIDANCE) if conditional else 1.0
+    labels = balanced_labels(n) if conditional else None
+    what = _describe(opt.sampler, steps, T, opt.eta)
+    mode = (f"class-conditional, labels 0-9 equally often, guidance {guidance:g}" if conditional
+            else "unconditional" + (" (null label)" if cfg.class_cond else ""))
+    print(f"Generating {n} images: {what}, {mode}", flush=True)
+    result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=opt.sampler,
+                      steps=steps, eta=opt.eta, labels=labels, guidance=guidance,
+                      batch_size=500, seed=opt.seed, device=opt.device,
+                      parameterization=cfg.parameterization, progress=opt.progress)
+    print(f"  {n} images in {result.seconds:.0f} s ({result.per_second:.2f} images/s)", flush=True)
+    features, probs = classify(classifier, result.samples)
+    digits = digit_metrics(probs, features, test_features, labels)
+    print(digits.report(), flush=True)
+    out: dict[str, Any] = {"task": "mnist", "sampler": what, "mode": mode, "guidance": guidance,
+                           "generation_seconds": result.seconds,
+                           "classifier_test_accuracy": info["test_accuracy"], **asdict(digits)}
+
+    if opt.bpd_n > 0:
+        k = min(opt.bpd_n, len(test_images))
+        print(f"NLL bound on the first {k} test images, all {T} terms (unconditional"
+              f"{' / null label' if cfg.class_cond else ''})...", flush=True)
+        bpd = mnist_bpd(run, test_images[:k], seed=opt.seed, progress=opt.progress, device=opt.device)
+        print(f"  {bpd['bpd']:.3f} +- {bpd['bpd_sem']:.3f} bits/dim (of which prior "
+              f"{bpd['prior_bpd']:.2g})", flush=True)
+        out["bpd"] = bpd
+    if opt.speed:
+        speed = {}
+        for sampler, sample_steps, count in (("ddpm", None, 16), ("ddim", 50, 64)):
+            speed[_describe(sampler, sample_steps, T, 0.0)] = sampling_speed(
+                run, sampler, sample_steps, count, labels=balanced_labels(count) if conditional else None,
+                guidance=guidance, device=opt.device)
+        for name, rate in speed.items():
+            print(f"  speed {name}: {rate:.2f} images/s", flush=True)
+        out["images_per_second"] = speed
+    return out
+
