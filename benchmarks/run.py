@@ -1,0 +1,154 @@
+"""tinydiff vs PyTorch, side by side: one table of step times, ratios and peak memory.
+
+    python benchmarks/run.py --device cpu [--threads 2] [--steps 10] [--torch-python PATH]
+
+Every configuration runs in a fresh process per framework (so ru_maxrss is that
+configuration's peak, and no library's idle threads slow the other), tinydiff right before
+PyTorch, with the same thread count. Then tinydiff's step is profiled by op (a separate
+process: the timers are not in the timed runs). ``--markdown`` prints the table as Markdown.
+
+The PyTorch side runs with ``--torch-python`` (default: $TORCH_PYTHON, else
+/work/benchvenv/bin/python if it exists, else this interpreter), which needs only torch.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from _common import CONFIGS, RESULT_PREFIX  # noqa: E402
+
+DEFAULT_TORCH_PYTHON = "/work/benchvenv/bin/python"
+PROFILED = [("unet", "train", 64), ("unet", "sample", 64), ("mlp", "train", 1024)]
+
+
+def run_worker(python: str, script: str, model: str, mode: str, batch: int, args: argparse.Namespace,
+               prefix: str = RESULT_PREFIX, extra: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """Run one worker process; return its parsed result line and its whole output."""
+    steps = args.steps if model == "unet" else args.mlp_steps
+    cmd = [python, os.path.join(HERE, script), "--model", model, "--mode", mode, "--batch", str(batch),
+           "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--device", args.device, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    for line in proc.stdout.splitlines():
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix):]), proc.stdout
+    sys.exit(f"no {prefix!r} line from: {' '.join(cmd)}\n{proc.stdout}")
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def fmt_time(r: dict) -> str:
+    return f"{r['median_s'] * 1e3:.0f} ({r['min_s'] * 1e3:.0f}-{r['max_s'] * 1e3:.0f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="timed UNet steps per configuration (default 10)")
+    ap.add_argument("--mlp-steps", type=int, default=50, help="timed MLP steps (default 50)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated subset, e.g. 'unet-train-64,mlp-train-1024'")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON") or (
+        DEFAULT_TORCH_PYTHON if os.path.exists(DEFAULT_TORCH_PYTHON) else sys.executable))
+    args = ap.parse_args()
+
+    configs = CONFIGS
+    if args.only:
+        wanted = set(args.only.split(","))
+        configs = [c for c in CONFIGS if "-".join(map(str, c)) in wanted]
+    load_before = load()
+    rows = []
+    for model, mode, batch in configs:
+        print(f"running {model} {mode} batch {batch} ...", file=sys.stderr, flush=True)
+        ours, _ = run_worker(sys.executable, "train_step.py", model, mode, batch, args)
+        theirs, _ = run_worker(args.torch_python, "torch_reference.py", model, mode, batch, args)
+        if ours["params"] != theirs["params"]:
+            sys.exit(f"{model}: parameter counts differ: tinydiff {ours['params']}, torch {theirs['params']}")
+        rows.append((model, mode, batch, ours, theirs))
+    load_after = load()
+
+    first = rows[0][3], rows[0][4]
+    blas = first[0]["blas"]
+    blas_text = f"{blas['name']} {blas['version']} (kernel {blas['corename']}, {blas['threads']} threads"
+    blas_text += f", OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']})" if blas["OPENBLAS_CORETYPE"] else ")"
+    print(f"date: {datetime.datetime.now().isoformat(timespec='minutes')}")
+    print(f"machine: {machine()}; load average before/after: {load_before} / {load_after}")
+    print(f"tinydiff: Python {platform.python_version()}, NumPy BLAS {blas_text}")
+    print(f"torch: {first[1]['torch']}, {first[1]['torch_threads']} threads, {first[1]['torch_blas']}")
+    print(f"device {args.device}, float32, {args.threads} threads each; times in ms per step: "
+          f"median (min-max) of {args.steps} UNet / {args.mlp_steps} MLP steps after {args.warmup} warm-up")
+    print(f"params: " + ", ".join(sorted({f"{r[0]} {r[3]['params']:,} (both)" for r in rows})))
+    header = ["step", "tinydiff ms", "torch ms", "ratio", "img/s tinydiff", "img/s torch",
+              "peak RSS MiB tinydiff / torch", "step memory MiB tinydiff / torch (ratio)"]
+    table = []
+    for model, mode, batch, ours, theirs in rows:
+        step_ours = ours["peak_rss_mb"] - ours["base_rss_mb"]
+        step_theirs = theirs["peak_rss_mb"] - theirs["base_rss_mb"]
+        table.append([f"{model} {mode} b{batch}", fmt_time(ours), fmt_time(theirs),
+                      f"{ours['median_s'] / theirs['median_s']:.2f}x",
+                      f"{ours['images_per_s']:.0f}", f"{theirs['images_per_s']:.0f}",
+                      f"{ours['peak_rss_mb']:.0f} / {theirs['peak_rss_mb']:.0f}",
+                      f"{step_ours:.0f} / {step_theirs:.0f} ({step_ours / max(step_theirs, 1):.2f}x)"])
+    print_table(header, table, args.markdown)
+    print("step memory = peak RSS minus RSS just before the first step (model, optimizer and "
+          "libraries already loaded; torch's import alone is ~250 MiB of the peak).")
+
+    if args.no_profile or args.device != "cpu":
+        return
+    for model, mode, batch in PROFILED:
+        if args.only and (model, mode, batch) not in configs:
+            continue
+        prof, _ = run_worker(sys.executable, "train_step.py", model, mode, batch, args,
+                             prefix="PROFILE ", extra=("--profile",))
+        print(f"\ntinydiff profile, {model} {mode} b{batch}: {prof['total_ms']:.0f} ms per step "
+              f"(timers on; mean of {args.steps if model == 'unet' else args.mlp_steps})")
+        total = prof["total_ms"]
+        body = [[name, f"{f:.1f}", f"{b:.1f}", f"{(f + b) / total:.0%}"] for name, f, b in prof["rows"]]
+        print_table(["where", "forward ms", "backward ms", "share"], body, args.markdown)
+        print("top ops (calls/step: forward + backward ms): "
+              + "; ".join(f"{o} x{c}: {f:.1f} + {b:.1f}" for o, c, f, b in prof["top"]))
+
+
+def print_table(header: list[str], rows: list[list[str]], markdown: bool) -> None:
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in [header] + rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
