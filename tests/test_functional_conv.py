@@ -174,6 +174,32 @@ def test_interpolate_backward_sums_each_block():
                                                  [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]])
 
 
+
+@pytest.mark.parametrize("images_per_block", [1, 2])
+@given(problem=conv_problems(), n=st.integers(1, 5))
+def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block):
+    """The fast conv builds its im2col matrix a few images at a time (a cache-sized block):
+    with blocks of 1 or 2 images, and a short last block, it still matches the reference."""
+    from autograd.functional import conv as conv_module
+    (_, c, h, w), (o, _, kh, kw) = problem["shapes"]
+    problem = dict(problem, shapes=((n, c, h, w), (o, c, kh, kw)))
+    sh, sw = problem["stride"]
+    (ph, pw) = problem["padding"]
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    # The biggest per-image matrix (forward's, backward's input gradient's) sets how many fit.
+    per_image = 8 * max(ho * wo, h * w) * kh * kw * max(c, o)
+    results = []
+    for op in (conv2d, conv2d_reference):
+        inputs = make_conv_inputs(problem)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(conv_module, "_BLOCK_BYTES", images_per_block * per_image)
+            y = op(*inputs, stride=problem["stride"], padding=problem["padding"])
+            y.backward(np.random.default_rng(1).standard_normal(y.shape))
+        results.append([y.data] + [t.grad for t in inputs])
+    for fast, ref in zip(*results):
+        np.testing.assert_allclose(fast, ref, rtol=1e-10, atol=1e-10 * max(1.0, np.abs(ref).max()))
+
+
 # ---------------------------------------------------------------------------- dtype, layout, graph
 @pytest.mark.parametrize("fn", [
     lambda x, w, b: conv2d(x, w, b, stride=1, padding=1),
