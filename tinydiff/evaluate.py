@@ -195,7 +195,7 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, 
     model = build_model(state["config"])
     try:
         model.load_state_dict(state["state"], strict=True)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, RuntimeError) as exc:   # RuntimeError: missing/unexpected keys
         raise CheckpointError(f"{path}: the weights do not fit the classifier: {exc}; delete the file "
                               f"to train a new one") from None
     model.to(device)
