@@ -164,3 +164,36 @@ def test_top_level_help_and_python_dash_m():
     done = subprocess.run([sys.executable, "-m", "tinydiff", "train", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "toy2d" in done.stdout
+
+
+# --------------------------------------------------------------------------- eval, show-forward for real
+
+def test_show_forward_writes_a_figure(tmp_path, capsys):
+    out = tmp_path / "forward.png"
+    assert cli.main(["show-forward", "--dataset", "8gaussians", "--timesteps", "100", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    assert str(out) in capsys.readouterr().out
+
+
+def test_eval_a_toy_checkpoint(run_dir, tmp_path, capsys):
+    import json
+    out = tmp_path / "metrics.json"
+    assert cli.main(["eval", str(run_dir), "--n", "300", "--steps", "5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sliced W2" in printed and "data-vs-data floor" in printed
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 300 and metrics["step"] == 30 and metrics["sampler"].startswith("DDIM (5 steps")
+    assert metrics["sw_ratio"] == pytest.approx(metrics["sw"] / metrics["sw_floor"])
+    assert cli.main(["eval", str(tmp_path / "missing.npz")]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_mnist_defaults_to_class_conditional_and_can_opt_out(tmp_path, mnist_dir):
+    from tinydiff.train import TrainConfig
+    assert TrainConfig.mnist().class_cond
+    out = tmp_path / "u"
+    assert cli.main(["train", "mnist", "--no-class-cond", "--steps", "1", "--batch-size", "2",
+                     "--model-channels", "8", "--timesteps", "10", "--data-dir", str(mnist_dir),
+                     "--out", str(out), "--no-progress", "--no-preview"]) == 0
+    config = load_checkpoint(out / "checkpoint.npz")["config"]
+    assert config["class_cond"] is False and config["model"]["model_channels"] == 8
