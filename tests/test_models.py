@@ -247,3 +247,14 @@ def test_classifier_shapes_and_gradcheck():
     x64 = Tensor(x[:1].astype(np.float64))
     # conv1's bias: its gradient runs back through every layer.
     assert gradcheck(lambda b: model(x64), [model.conv1.bias])
+
+
+@pytest.mark.slow
+def test_classifier_reaches_98_percent_on_mnist_in_one_epoch(mnist_dir):
+    from tinydiff.data.mnist import load_mnist
+    from tinydiff.models import classifier_accuracy, fit_classifier
+
+    manual_seed(0)
+    model = MNISTClassifier()
+    fit_classifier(model, *load_mnist("train", data_dir=mnist_dir), epochs=1, progress=False)
+    assert classifier_accuracy(model, *load_mnist("test", data_dir=mnist_dir)) >= 0.98
