@@ -24,6 +24,7 @@ Two guards, so that a regression fails here on a machine without a GPU:
 from __future__ import annotations
 
 import ast
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,13 @@ class FakeCupy:
         if callable(attr) and not isinstance(attr, type):
             return _DeviceFunction(attr, host_ok=name in self.UPLOADS)
         return attr  # dtypes and constants
+
+    @property
+    def lib(self):
+        """``cupy.lib.stride_tricks.as_strided``: a strided view of device data is device data."""
+        def as_strided(a, shape=None, strides=None):
+            return _to_device(np.lib.stride_tricks.as_strided(_to_base(a, "as_strided"), shape, strides))
+        return SimpleNamespace(stride_tricks=SimpleNamespace(as_strided=as_strided))
 
     def asnumpy(self, a):
         self.transfers += 1

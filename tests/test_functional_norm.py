@@ -174,6 +174,29 @@ def test_fast_group_norm_and_fusion_agree_with_references(dtype, tol, affine, sh
             np.testing.assert_allclose(a, e, rtol=tol, atol=tol)
 
 
+
+@pytest.mark.parametrize("samples_per_block", [1, 2])
+@given(case=group_norm_cases(), silu=st.booleans())
+def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block):
+    """The fast ops normalise a few samples at a time (a cache-sized block): with blocks of one
+    or two samples, and a short last block, values and all gradients match the references."""
+    from autograd.functional import norm as norm_module
+    x, num_groups, weight, bias, eps = case
+    fast = group_norm_silu if silu else F.group_norm
+    ref = (lambda *a: F.silu(group_norm_reference(*a))) if silu else group_norm_reference
+    g = np.random.default_rng(5).standard_normal(x.shape)
+    results = []
+    for fn in (fast, ref):
+        tensors = [None if t is None else Tensor(t.data.copy(), requires_grad=True) for t in (x, weight, bias)]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(norm_module, "_BLOCK_BYTES", samples_per_block * x.data[:1].nbytes)
+            y = fn(tensors[0], num_groups, tensors[1], tensors[2], eps)
+            y.backward(g)
+        results.append([y.data] + [t.grad for t in tensors if t is not None])
+    for a, e in zip(*results):
+        np.testing.assert_allclose(a, e, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(e).max()))
+
+
 def test_group_norm_silu_equals_silu_of_group_norm():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 6, 3, 3))

@@ -23,6 +23,7 @@ import operator
 from typing import Any, Iterator, NamedTuple
 
 from autograd.backend import device_of, get_array_module
+from autograd.functional._blocks import batch_blocks
 from autograd.tensor import Tensor, make_node
 
 
@@ -105,12 +106,6 @@ def _windows(a: Any, kernel: tuple[int, int], stride: tuple[int, int], out_hw: t
         (sn, stride[0] * sh, stride[1] * sw, sh, sw, sc))
 
 
-def _images_per_block(xp: Any, n: int, bytes_per_image: int) -> int:
-    if xp.__name__ != "numpy":  # a GPU wants one fat GEMM, and has the bandwidth to feed it
-        return n
-    return max(1, min(n, _BLOCK_BYTES // max(bytes_per_image, 1)))
-
-
 def _column_blocks(x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                    out_hw: tuple[int, int]) -> Iterator[tuple[slice, Any]]:
     """The im2col matrix of NHWC ``x`` zero-padded by ``padding``, a block of images at a time:
@@ -123,18 +118,18 @@ def _column_blocks(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pad
     xp = get_array_module(x)
     n, h, w, c = x.shape
     (kh, kw), (ph, pw), (ho, wo) = kernel, padding, out_hw
-    per_image = ho * wo * kh * kw * c
-    nb = _images_per_block(xp, n, per_image * x.itemsize)
+    blocks = batch_blocks(xp, n, ho * wo * kh * kw * c * x.itemsize, _BLOCK_BYTES)
+    nb = blocks[0].stop if blocks else 0
     cols = xp.empty((nb, ho, wo, kh, kw, c), dtype=x.dtype)
     padded = xp.zeros((nb, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype) if ph or pw else None
-    for start in range(0, n, nb):
-        m = min(nb, n - start)
-        src = x[start:start + m]
+    for block in blocks:
+        m = block.stop - block.start
+        src = x[block]
         if padded is not None:
             padded[:m, ph:ph + h, pw:pw + w] = src
             src = padded[:m]
         xp.copyto(cols[:m], _windows(src, kernel, stride, out_hw))
-        yield slice(start * ho * wo, (start + m) * ho * wo), cols[:m].reshape(m * ho * wo, kh * kw * c)
+        yield slice(block.start * ho * wo, block.stop * ho * wo), cols[:m].reshape(m * ho * wo, kh * kw * c)
 
 
 def _correlate(x: Any, w_mat: Any, kernel: tuple[int, int], stride: tuple[int, int],
@@ -253,9 +248,7 @@ def _input_grad_by_col2im(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) 
     xp = get_array_module(g)
     w_mat_t = wt.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # W^T, columns (p, q, c)
     dx_pad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=g.dtype)
-    nb = _images_per_block(xp, n, ho * wo * kh * kw * c * g.itemsize)
-    for start in range(0, n, nb):
-        block = slice(start, min(start + nb, n))
+    for block in batch_blocks(xp, n, ho * wo * kh * kw * c * g.itemsize, _BLOCK_BYTES):
         m = block.stop - block.start
         d_cols = (g[block].reshape(m * ho * wo, o) @ w_mat_t).reshape(m, ho, wo, kh, kw, c)
         for p in range(kh):
