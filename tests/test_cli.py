@@ -197,3 +197,14 @@ def test_mnist_defaults_to_class_conditional_and_can_opt_out(tmp_path, mnist_dir
                      "--out", str(out), "--no-progress", "--no-preview"]) == 0
     config = load_checkpoint(out / "checkpoint.npz")["config"]
     assert config["class_cond"] is False and config["model"]["model_channels"] == 8
+
+    # Image samples clip x_0_hat to [-1, 1] by default: a barely trained model predicts eps ~ 0,
+    # so unclipped DDIM returns x_T / sqrt(alpha_bar_T), far outside the pixel range.
+    def sample(*extra):
+        npy = tmp_path / "s.npy"
+        assert cli.main(["sample", str(out), "--sampler", "ddim", "--steps", "3", "--n", "2",
+                         "--out", str(tmp_path / "s.png"), "--save-npy", str(npy), "--no-progress",
+                         *extra]) == 0
+        return np.load(npy)
+    assert np.abs(sample()).max() <= 1.0
+    assert np.abs(sample("--no-clip-x0")).max() > 2.0
