@@ -152,21 +152,47 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     _check_same_device(tensors, "concatenate")
     xp = get_array_module(tensors[0].data)
-    try:
-        out = xp.concatenate([t.data for t in tensors], axis=axis)
-    except ValueError:
-        raise ValueError(f"concatenate: shapes {[t.shape for t in tensors]} differ outside axis {axis}") from None
-    axis = axis % out.ndim
+    first = tensors[0].data
+    ndim = first.ndim
+    if ndim and not -ndim <= axis < ndim:
+        raise IndexError(f"concatenate: axis {axis} is out of range for {ndim} axes (shapes "
+                         f"{[t.shape for t in tensors]})")
+    if (ndim == 0 or any(t.ndim != ndim for t in tensors)
+            or any(t.shape[:axis % ndim] + t.shape[axis % ndim + 1:]
+                   != first.shape[:axis % ndim] + first.shape[axis % ndim + 1:] for t in tensors)):
+        raise ValueError(f"concatenate: shapes {[t.shape for t in tensors]} differ outside axis {axis}")
+    axis = axis % ndim
     bounds = []
     start = 0
     for t in tensors:
         bounds.append((start, start + t.shape[axis]))
         start += t.shape[axis]
+    if first.flags.c_contiguous:
+        out = xp.concatenate([t.data for t in tensors], axis=axis)
+    else:
+        # Keep the first input's memory layout (NumPy's concatenate returns C order): the
+        # channel-wise join of two channels-last feature maps must stay channels-last for the
+        # convolution and normalisation that read it, which pay for a strided gather otherwise.
+        order = _memory_order(first)
+        shape = first.shape[:axis] + (start,) + first.shape[axis + 1:]
+        dtype = xp.result_type(*[t.data for t in tensors])
+        out = xp.empty([shape[d] for d in order], dtype=dtype).transpose(_inverse(order))
+        for t, (a, b) in zip(tensors, bounds):
+            out[(slice(None),) * axis + (slice(a, b),)] = t.data
 
     def backward(g):
         lead = (slice(None),) * axis
         return tuple(g[lead + (slice(a, b),)] for a, b in bounds)
     return make_node(out, tuple(tensors), backward, "concatenate")
+
+
+def _memory_order(a: Any) -> tuple[int, ...]:
+    """The axes of ``a`` from the slowest-varying in memory to the fastest (C order: 0, 1, ...)."""
+    return tuple(sorted(range(a.ndim), key=lambda d: -abs(a.strides[d]) if a.shape[d] > 1 else 0))
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(range(len(perm)), key=perm.__getitem__))
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
