@@ -375,7 +375,7 @@ def save_denoising_strip(frames: Sequence[Any], ts: Sequence[int], path: str | o
     """
     rows = 1 + (x0_predictions is not None)
     k = len(frames)
-    fig = _figure(1.15 * k + 0.6, 1.35 * rows + 0.5)
+    fig = _figure(1.15 * k + 0.6, 1.22 * rows + 0.45)
     axes = np.array(fig.subplots(rows, k)).reshape(rows, k)
     for row, images in enumerate([frames] + ([x0_predictions] if x0_predictions is not None else [])):
         for col, (img, t) in enumerate(zip(images, ts)):
