@@ -171,7 +171,10 @@ def test_evaluate_mnist_checkpoint_reports_everything(monkeypatch, tmp_path, mni
     assert 0.0 <= result["label_agreement"] <= 1.0 and np.isfinite(result["fid"])
     assert result["bpd"]["n"] == 4 and 0 < result["bpd"]["bpd"] < np.inf
     assert "FID" in capsys.readouterr().out
-    args.unconditional, args.bpd_n = True, 0
+    args.unconditional, args.bpd_n, args.speed = True, 0, True
+    monkeypatch.setattr(evaluate, "SPEED_RUNS", (("ddpm", None, 2), ("ddim", 3, 2)))
     result = evaluate.evaluate_checkpoint(tmp_path / "run", args)
     assert result["mode"].startswith("unconditional") and result["label_agreement"] is None
     assert "bpd" not in result
+    assert list(result["images_per_second"]) == ["DDPM (8 steps), batch 2", "DDIM (3 steps, eta=0), batch 2"]
+    assert all(v > 0 for v in result["images_per_second"].values())

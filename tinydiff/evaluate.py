@@ -51,6 +51,7 @@ TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many poin
 MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
 MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)
 DEFAULT_GUIDANCE = 3.0       # classifier-free guidance scale for class-conditional MNIST samples
+SPEED_RUNS = (("ddpm", None, 16), ("ddim", 50, 64))   # (sampler, steps, images in one batch)
 
 
 # =========================================================================== toy 2D
@@ -442,8 +443,8 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
         out["bpd"] = bpd
     if opt.speed:
         speed = {}
-        for sampler, sample_steps, count in (("ddpm", None, 16), ("ddim", 50, 64)):
-            speed[_describe(sampler, sample_steps, T, 0.0)] = sampling_speed(
+        for sampler, sample_steps, count in SPEED_RUNS:
+            speed[f"{_describe(sampler, sample_steps, T, 0.0)}, batch {count}"] = sampling_speed(
                 run, sampler, sample_steps, count, labels=balanced_labels(count) if conditional else None,
                 guidance=guidance, device=opt.device)
         for name, rate in speed.items():
