@@ -187,8 +187,10 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 
 def _memory_order(a: Any) -> tuple[int, ...]:
-    """The axes of ``a`` from the slowest-varying in memory to the fastest (C order: 0, 1, ...)."""
-    return tuple(sorted(range(a.ndim), key=lambda d: -abs(a.strides[d]) if a.shape[d] > 1 else 0))
+    """The axes of ``a`` from the slowest-varying in memory to the fastest (C order: 0, 1, ...).
+    Size-1 axes count too: the axis being joined may be one of them, and their strides (as a
+    transposed view of contiguous memory has them) say where it belongs."""
+    return tuple(sorted(range(a.ndim), key=lambda d: -abs(a.strides[d])))
 
 
 def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
