@@ -7,10 +7,38 @@ topological order. That is all reverse-mode autodiff is.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 from typing import Any, Callable, Iterator
 
 from autograd.backend import device_of, get_array_module, host_array, is_array, to_device, to_numpy
+
+
+def _keep_freed_host_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    A training step allocates and frees the same few hundred MB of activations and gradients
+    every time. By default glibc serves each array over 128 KB with a fresh mmap and trims
+    freed heap memory, so every step page-faults all of it back in: measured on a 2-core VM
+    (where a fault costs ~2 us), 9% of a UNet step at batch 64 and 20% at batch 128. Serving
+    arrays up to 32 MB from the heap and never trimming it removes that; peak memory is
+    unchanged (what a step needs, it needs anyway). A no-op where malloc is not glibc's;
+    AUTOGRAD_KEEP_FREED_MEMORY=0 leaves malloc alone.
+    """
+    if os.environ.get("AUTOGRAD_KEEP_FREED_MEMORY", "1") == "0":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 32 << 20)   # glibc's largest allowed value
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 64 << 20)
+
+
+_keep_freed_host_memory()
 
 # Whether ops record the graph. The one piece of global state, as in every autograd: the
 # `no_grad` context below is the only thing that changes it.
