@@ -169,6 +169,7 @@ def test_evaluate_mnist_checkpoint_reports_everything(monkeypatch, tmp_path, mni
     assert len(result["histogram"]) == 10 and sum(result["histogram"]) == pytest.approx(1.0)
     assert 0.1 <= result["mean_confidence"] <= 1.0
     assert 0.0 <= result["label_agreement"] <= 1.0 and np.isfinite(result["fid"])
+    assert 0 <= result["fid_floor"] < result["fid"]     # real digits beat a 2-step model
     assert result["bpd"]["n"] == 4 and 0 < result["bpd"]["bpd"] < np.inf
     assert "FID" in capsys.readouterr().out
     args.unconditional, args.bpd_n, args.speed = True, 0, True
