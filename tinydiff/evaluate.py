@@ -355,8 +355,10 @@ class _Options:
     """The eval options with their defaults, read from an argparse Namespace (or any object)."""
 
     def __init__(self, args: Any) -> None:
-        get = lambda name, default=None: (getattr(args, name, None)  # noqa: E731
-                                          if getattr(args, name, None) is not None else default)
+        def get(name: str, default: Any = None) -> Any:
+            value = getattr(args, name, None)
+            return default if value is None else value
+
         self.sampler = get("sampler", "ddim")
         self.steps = get("steps")
         self.eta = get("eta", 0.0)
