@@ -175,12 +175,14 @@ def test_interpolate_backward_sums_each_block():
 
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("images_per_block", [1, 2])
 @given(problem=conv_problems(), n=st.integers(1, 5))
-def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block):
-    """The fast conv builds its im2col matrix a few images at a time (a cache-sized block):
-    with blocks of 1 or 2 images, and a short last block, it still matches the reference."""
-    from autograd.functional import conv as conv_module
+def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block, threads):
+    """The fast conv builds its im2col matrix a few images at a time (a cache-sized block), the
+    blocks shared among threads: with blocks of 1 or 2 images, a short last block, on one
+    thread or two, it still matches the reference."""
+    from autograd.functional import _blocks, conv as conv_module
     (_, c, h, w), (o, _, kh, kw) = problem["shapes"]
     problem = dict(problem, shapes=((n, c, h, w), (o, c, kh, kw)))
     sh, sw = problem["stride"]
@@ -193,6 +195,7 @@ def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block):
         inputs = make_conv_inputs(problem)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(conv_module, "_BLOCK_BYTES", images_per_block * per_image)
+            mp.setattr(_blocks, "num_threads", lambda: threads)
             y = op(*inputs, stride=problem["stride"], padding=problem["padding"])
             y.backward(np.random.default_rng(1).standard_normal(y.shape))
         results.append([y.data] + [t.grad for t in inputs])

@@ -85,6 +85,32 @@ def test_linear_values_and_gradcheck(lead, n_in, n_out, with_bias, seed):
     assert gradcheck(F.linear, [x, w, b] if with_bias else [x, w], atol=1e-8, rtol=1e-6)
 
 
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@given(rows=st.integers(0, 7), n_in=st.integers(1, 4), n_out=st.integers(1, 4),
+       frozen=st.sampled_from(["none", "input", "weight", "bias"]), seed=st.integers(0, 2**32 - 1))
+def test_linear_split_by_rows_among_threads(threads, rows, n_in, n_out, frozen, seed):
+    """With many rows, linear shares them among threads (dW and db as per-thread partial
+    sums): forced on every row count, on 1-3 threads, it gives the formulas' values and grads."""
+    import sys
+    from autograd.functional import _blocks
+    linear_module = sys.modules["autograd.functional.linear"]  # the module; F.linear is the function
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal((rows, n_in)), rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+    g = rng.standard_normal((rows, n_out))
+    tx, tw, tb = (Tensor(a, requires_grad=name != frozen) for a, name in ((x, "input"), (w, "weight"), (b, "bias")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(linear_module, "_MIN_ROWS", 1)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        y = F.linear(tx, tw, tb)
+        y.backward(g)
+    np.testing.assert_allclose(y.data, x @ w.T + b, rtol=1e-12, atol=1e-12)
+    for t, expected in ((tx, g @ w), (tw, g.T @ x), (tb, g.sum(axis=0))):
+        if t.requires_grad:
+            np.testing.assert_allclose(t.grad, expected, rtol=1e-12, atol=1e-12)
+        else:
+            assert t.grad is None
+
 def test_linear_keeps_float32_and_skips_frozen_inputs():
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((5, 3)).astype(np.float32))

@@ -175,12 +175,14 @@ def test_fast_group_norm_and_fusion_agree_with_references(dtype, tol, affine, sh
 
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("samples_per_block", [1, 2])
 @given(case=group_norm_cases(), silu=st.booleans())
-def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block):
-    """The fast ops normalise a few samples at a time (a cache-sized block): with blocks of one
-    or two samples, and a short last block, values and all gradients match the references."""
-    from autograd.functional import norm as norm_module
+def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block, threads):
+    """The fast ops normalise a few samples at a time (a cache-sized block), the blocks shared
+    among threads: with blocks of one or two samples, a short last block, on one thread or
+    two, values and all gradients match the references."""
+    from autograd.functional import _blocks, norm as norm_module
     x, num_groups, weight, bias, eps = case
     fast = group_norm_silu if silu else F.group_norm
     ref = (lambda *a: F.silu(group_norm_reference(*a))) if silu else group_norm_reference
@@ -190,6 +192,7 @@ def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block):
         tensors = [None if t is None else Tensor(t.data.copy(), requires_grad=True) for t in (x, weight, bias)]
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(norm_module, "_BLOCK_BYTES", samples_per_block * x.data[:1].nbytes)
+            mp.setattr(_blocks, "num_threads", lambda: threads)
             y = fn(tensors[0], num_groups, tensors[1], tensors[2], eps)
             y.backward(g)
         results.append([y.data] + [t.grad for t in tensors if t is not None])

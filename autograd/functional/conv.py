@@ -23,7 +23,7 @@ import operator
 from typing import Any, Iterator, NamedTuple
 
 from autograd.backend import device_of, get_array_module
-from autograd.functional._blocks import batch_blocks
+from autograd.functional._blocks import batch_blocks, run_blocks
 from autograd.tensor import Tensor, make_node
 
 
@@ -106,20 +106,31 @@ def _windows(a: Any, kernel: tuple[int, int], stride: tuple[int, int], out_hw: t
         (sn, stride[0] * sh, stride[1] * sw, sh, sw, sc))
 
 
-def _column_blocks(x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-                   out_hw: tuple[int, int]) -> Iterator[tuple[slice, Any]]:
-    """The im2col matrix of NHWC ``x`` zero-padded by ``padding``, a block of images at a time:
-    yields (rows, cols) with cols the (rows of the block, kh*kw*C) slice of
-    [x_pad[n, s*i + p, s*j + q, c] for (n, i, j) rows, (p, q, c) columns], i.e. rows n*Ho*Wo ...
+def _blocks(x: Any, kernel: tuple[int, int], out_hw: tuple[int, int]) -> list[slice]:
+    """Blocks of images whose im2col matrices are about ``_BLOCK_BYTES`` each."""
+    n, _, _, c = x.shape
+    per_image = out_hw[0] * out_hw[1] * kernel[0] * kernel[1] * c * x.itemsize
+    return batch_blocks(get_array_module(x), n, per_image, _BLOCK_BYTES)
 
-    Both buffers are allocated once and reused: the padded block's border is written once
-    (zeros) and only its interior changes, so padding costs no extra pass over x.
+
+def _column_blocks(x: Any, blocks: list[slice], kernel: tuple[int, int], stride: tuple[int, int],
+                   padding: tuple[int, int], out_hw: tuple[int, int]) -> Iterator[tuple[slice, Any]]:
+    """The im2col matrix of NHWC ``x`` zero-padded by ``padding``, block by block: yields
+    (rows, cols), cols the slice of [x_pad[n, s*i + p, s*j + q, c] for (n, i, j) rows and
+    (p, q, c) columns] for the images of the block, rows its row range (n*Ho*Wo + ...).
+
+    The two buffers are allocated once for all the blocks and reused: the padded block's border
+    is written once (zeros) and only its interior changes, so padding costs no extra pass over x.
     """
     xp = get_array_module(x)
-    n, h, w, c = x.shape
+    _, h, w, c = x.shape
     (kh, kw), (ph, pw), (ho, wo) = kernel, padding, out_hw
-    blocks = batch_blocks(xp, n, ho * wo * kh * kw * c * x.itemsize, _BLOCK_BYTES)
-    nb = blocks[0].stop if blocks else 0
+    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        for block in blocks:  # a 1x1 convolution's columns are x itself (no copy if x is NHWC)
+            cols = xp.ascontiguousarray(x[block]).reshape(-1, c)
+            yield slice(block.start * h * w, block.stop * h * w), cols
+        return
+    nb = max((b.stop - b.start for b in blocks), default=0)
     cols = xp.empty((nb, ho, wo, kh, kw, c), dtype=x.dtype)
     padded = xp.zeros((nb, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype) if ph or pw else None
     for block in blocks:
@@ -135,17 +146,19 @@ def _column_blocks(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pad
 def _correlate(x: Any, w_mat: Any, kernel: tuple[int, int], stride: tuple[int, int],
                padding: tuple[int, int], out_hw: tuple[int, int], bias: Any = None) -> Any:
     """y[(n, i, j), o] = b[o] + sum_{p,q,c} x_pad[n, s*i+p, s*j+q, c] w_mat[(p, q, c), o] for NHWC x:
-    the (N*Ho*Wo, O) result, i.e. NHWC memory. One GEMM per block of ``_column_blocks``."""
+    the (N*Ho*Wo, O) result, i.e. NHWC memory. One GEMM per block of ``_column_blocks``, the
+    blocks shared among the cores (``run_blocks``)."""
     xp = get_array_module(x)
     out = xp.empty((x.shape[0] * out_hw[0] * out_hw[1], w_mat.shape[1]), dtype=x.dtype)
-    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        rows = x.reshape(-1, x.shape[3])  # a 1x1 convolution is one GEMM on x itself
-        xp.matmul(rows, w_mat, out=out)
-    else:
-        for rows, cols in _column_blocks(x, kernel, stride, padding, out_hw):
-            xp.matmul(cols, w_mat, out=out[rows])
-    if bias is not None:
-        out += bias
+
+    def correlate_blocks(blocks: list[slice]) -> None:
+        for rows, cols in _column_blocks(x, blocks, kernel, stride, padding, out_hw):
+            block_out = out[rows]
+            xp.matmul(cols, w_mat, out=block_out)
+            if bias is not None:
+                block_out += bias
+
+    run_blocks(correlate_blocks, _blocks(x, kernel, out_hw))
     return out
 
 
@@ -157,16 +170,19 @@ def _weight_grad(x: Any, g_mat: Any, kernel: tuple[int, int], stride: tuple[int,
     (O, rows) x (rows, K) shape up to 7x slower here.
     """
     xp = get_array_module(x)
-    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        return x.reshape(-1, x.shape[3]).T @ g_mat
-    dw = part = None
-    for rows, cols in _column_blocks(x, kernel, stride, padding, out_hw):
-        if dw is None:
-            dw = cols.T @ g_mat[rows]
-            part = xp.empty_like(dw)
-        else:
+
+    def weight_grad_blocks(blocks: list[slice]) -> Any:
+        dw = xp.zeros((kernel[0] * kernel[1] * x.shape[3], g_mat.shape[1]), dtype=x.dtype)
+        part = xp.empty_like(dw)
+        for rows, cols in _column_blocks(x, blocks, kernel, stride, padding, out_hw):
             xp.matmul(cols.T, g_mat[rows], out=part)
             dw += part
+        return dw
+
+    parts = run_blocks(weight_grad_blocks, _blocks(x, kernel, out_hw))
+    dw = parts[0]
+    for part in parts[1:]:
+        dw += part
     return dw
 
 
@@ -248,12 +264,16 @@ def _input_grad_by_col2im(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) 
     xp = get_array_module(g)
     w_mat_t = wt.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)  # W^T, columns (p, q, c)
     dx_pad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=g.dtype)
-    for block in batch_blocks(xp, n, ho * wo * kh * kw * c * g.itemsize, _BLOCK_BYTES):
-        m = block.stop - block.start
-        d_cols = (g[block].reshape(m * ho * wo, o) @ w_mat_t).reshape(m, ho, wo, kh, kw, c)
-        for p in range(kh):
-            for q in range(kw):
-                dx_pad[block, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += d_cols[:, :, :, p, q]
+
+    def col2im_blocks(blocks: list[slice]) -> None:
+        for block in blocks:
+            m = block.stop - block.start
+            d_cols = (g[block].reshape(m * ho * wo, o) @ w_mat_t).reshape(m, ho, wo, kh, kw, c)
+            for p in range(kh):
+                for q in range(kw):
+                    dx_pad[block, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += d_cols[:, :, :, p, q]
+
+    run_blocks(col2im_blocks, batch_blocks(xp, n, ho * wo * kh * kw * c * g.itemsize, _BLOCK_BYTES))
     return dx_pad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
 
 

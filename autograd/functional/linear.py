@@ -7,13 +7,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from autograd.functional._blocks import even_blocks, run_blocks
 from autograd.random import default_generator
 from autograd.tensor import Tensor, make_node
+
+# Rows below which a linear layer's GEMM is not worth splitting among threads.
+_MIN_ROWS = 256
+
+
+def _sum_parts(parts: list[Any]) -> Any:
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b, x (*, in), W (out, in), b (out,).    dL/dx = g W,  dL/dW = g^T x,  dL/db = sum g
-    (the last two summed over every leading dimension of x)."""
+    (the last two summed over every leading dimension of x).
+
+    With many rows the GEMMs are split by rows among the threads of ``_blocks.run_blocks``
+    (dW and db as per-thread partial sums).
+    """
     if weight.ndim != 2 or input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input (*, in_features) {input.shape} does not match weight "
                          f"(out_features, in_features) {weight.shape}")
@@ -25,17 +43,46 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: bias must have shape ({out_features},) to match weight {weight.shape}, "
                          f"got {bias.shape}")
     lead = input.shape[:-1]
+    xp = input.xp
     x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
-    y = x2 @ weight.data.T
-    if bias is not None:
-        y += bias.data
+    w, b = weight.data, None if bias is None else bias.data
+    # The rows are shared among the cores, one GEMM each (see _blocks.py); few rows: one GEMM.
+    blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
+    y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
+
+    def forward_rows(run: list[slice]) -> None:
+        for r in run:
+            xp.matmul(x2[r], w.T, out=y[r])
+            if b is not None:
+                y[r] += b
+    run_blocks(forward_rows, blocks)
 
     def backward(g):
         g2 = g.reshape(-1, out_features)
-        gx = (g2 @ weight.data).reshape(input.shape) if input.requires_grad else None
-        gw = g2.T @ x2 if weight.requires_grad else None
-        gb = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
-        return (gx, gw) + ((gb,) if bias is not None else ())
+        need_x = input.requires_grad
+        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        gx = xp.empty(x2.shape, dtype=g2.dtype) if need_x else None
+
+        def backward_rows(run: list[slice]) -> tuple[Any, Any]:
+            gw = gb = None
+            for r in run:
+                if need_x:
+                    xp.matmul(g2[r], w, out=gx[r])
+                if need_w:
+                    part = g2[r].T @ x2[r]
+                    gw = part if gw is None else gw + part
+                if need_b:
+                    part = g2[r].sum(axis=0)
+                    gb = part if gb is None else gb + part
+            return gw, gb
+        parts = run_blocks(backward_rows, blocks)
+        gw = _sum_parts([p[0] for p in parts]) if need_w else None
+        gb = _sum_parts([p[1] for p in parts]) if need_b else None
+        if need_w and gw is None:  # no rows at all
+            gw = xp.zeros_like(w)
+        if need_b and gb is None:
+            gb = xp.zeros_like(b)
+        return ((gx.reshape(input.shape) if need_x else None), gw) + ((gb,) if bias is not None else ())
 
     parents = (input, weight) + ((bias,) if bias is not None else ())
     return make_node(y.reshape(lead + (out_features,)), parents, backward, "linear")

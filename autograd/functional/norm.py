@@ -30,7 +30,7 @@ import math
 from typing import Any, Sequence
 
 from autograd.backend import get_array_module
-from autograd.functional._blocks import batch_blocks
+from autograd.functional._blocks import batch_blocks, run_blocks
 from autograd.tensor import Tensor, make_node
 
 # --------------------------------------------------------------------------- group norm core
@@ -73,7 +73,7 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
                silu: bool = False) -> tuple[Any, Any, Any, Any]:
     """(y, s, mu, r): y = gamma x_hat + beta (or z s(z) of that z, with ``silu``) in a fresh
     buffer of x's memory layout, s = s(z) the logistic (None without ``silu``), and mu and
-    r = 1/std per (n, g). One block of samples at a time (see ``_BLOCK_BYTES``)."""
+    r = 1/std per (n, g). Blocks of samples at a time (see ``_BLOCK_BYTES``), on every core."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
     group_size = c // num_groups
@@ -87,25 +87,29 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
     # three passes where logistic(z) and z * s take five.
     half = 0.5 if silu else 1.0
     shift = None if beta is None else beta.reshape(expand) * half
-    for b in _blocks(x):
-        xb, yb = x[b], y[b]
-        mu[b] = _group_sum(_spatial_sum(xb), num_groups) / m
-        # Two passes (centre, then square) keep the variance accurate when |mu| >> std.
-        xp.subtract(xb, _per_channel(mu[b], group_size, x.ndim), out=yb)
-        var = _group_sum(_sum_of_products(yb, yb), num_groups) / m
-        rstd[b] = 1 / xp.sqrt(var + eps)
-        scale = _per_channel(rstd[b] * half, group_size, x.ndim)
-        if gamma is not None:
-            scale = scale * gamma.reshape(expand)
-        yb *= scale
-        if shift is not None:
-            yb += shift
-        if silu:
-            sb = s[b]
-            xp.tanh(yb, out=sb)
-            sb += 1        # 1 + tanh h = 2 s
-            yb *= sb       # h (1 + tanh h) = z s
-            sb *= 0.5
+
+    def normalize_blocks(blocks: list[slice]) -> None:
+        for b in blocks:
+            xb, yb = x[b], y[b]
+            mu[b] = _group_sum(_spatial_sum(xb), num_groups) / m
+            # Two passes (centre, then square) keep the variance accurate when |mu| >> std.
+            xp.subtract(xb, _per_channel(mu[b], group_size, x.ndim), out=yb)
+            var = _group_sum(_sum_of_products(yb, yb), num_groups) / m
+            rstd[b] = 1 / xp.sqrt(var + eps)
+            scale = _per_channel(rstd[b] * half, group_size, x.ndim)
+            if gamma is not None:
+                scale = scale * gamma.reshape(expand)
+            yb *= scale
+            if shift is not None:
+                yb += shift
+            if silu:
+                sb = s[b]
+                xp.tanh(yb, out=sb)
+                sb += 1        # 1 + tanh h = 2 s
+                yb *= sb       # h (1 + tanh h) = z s
+                sb *= 0.5
+
+    run_blocks(normalize_blocks, _blocks(x))
     return y, s, mu, rstd
 
 
@@ -113,58 +117,58 @@ def _normalize_backward(g: Any, x: Any, num_groups: int, gamma: Any, mu: Any, rs
                         need: tuple[bool, bool, bool], y: Any = None, s: Any = None) -> tuple[Any, Any, Any]:
     """(dx, dgamma, dbeta) from g = dL/dy; entries not in ``need`` are None. With the SiLU's
     output ``y`` and logistic ``s`` (group_norm_silu), g is first taken back through the
-    SiLU: dL/dz = g (s + y (1 - s)). One block of samples at a time, in cache."""
+    SiLU: dL/dz = g (s + y (1 - s)). Blocks of samples at a time, in cache, on every core."""
     xp = get_array_module(g)
     need_x, need_gamma, need_beta = need
-    n, c = x.shape[:2]
+    c = x.shape[1]
     group_size = c // num_groups
     m = group_size * math.prod(x.shape[2:])
     silu = s is not None
     dx = xp.empty_like(x) if need_x or silu else None
-    blocks = _blocks(x)
-    scratch = xp.empty_like(x[blocks[0]]) if need_x and blocks else None
-    dgamma = dbeta = None
-    for b in blocks:
-        gb = g[b]
-        if silu:  # dL/dz into dx's block, where dx is then computed in place
-            gz = dx[b]
-            xp.subtract(1, s[b], out=gz)
-            gz *= y[b]
-            gz += s[b]
-            gz *= gb
-            gb = gz
-        sum_g = _spatial_sum(gb)                                           # (n_b, C): sum_* g
-        mu_c = xp.repeat(mu[b], group_size, axis=1)                       # (n_b, C)
-        rstd_c = xp.repeat(rstd[b], group_size, axis=1)
-        sum_g_xhat = rstd_c * (_sum_of_products(gb, x[b]) - mu_c * sum_g)  # (n_b, C): sum_* g x_hat
-        if need_gamma:
-            part = sum_g_xhat.sum(axis=0)
-            dgamma = part if dgamma is None else dgamma + part
-        if need_beta:
-            part = sum_g.sum(axis=0)
-            dbeta = part if dbeta is None else dbeta + part
-        if not need_x:
-            continue
-        if gamma is not None:  # sums of dxhat = g gamma, and of dxhat x_hat
-            sum_g = sum_g * gamma
-            sum_g_xhat = sum_g_xhat * gamma
-        mean_dxhat = _group_sum(sum_g, num_groups) / m                     # (n_b, G)
-        mean_dxhat_xhat = _group_sum(sum_g_xhat, num_groups) / m
-        # dx = r (gamma g - mean_dxhat - (x - mu) r mean_dxhat_xhat) = A g + B x + C
-        r = rstd[b]
-        a = rstd_c if gamma is None else rstd_c * gamma
-        a = a.reshape(a.shape + (1,) * (x.ndim - 2))
-        coef_b = _per_channel(-r * r * mean_dxhat_xhat, group_size, x.ndim)
-        coef_c = _per_channel(r * (mu[b] * r * mean_dxhat_xhat - mean_dxhat), group_size, x.ndim)
-        dxb = dx[b]
-        xp.multiply(gb, a, out=dxb)  # in place when gb is dx's own block
-        tmp = scratch[:dxb.shape[0]]
-        xp.multiply(x[b], coef_b, out=tmp)
-        dxb += tmp
-        dxb += coef_c
-    if not need_x:
-        dx = None
-    return dx, dgamma, dbeta
+
+    def backward_blocks(blocks: list[slice]) -> tuple[Any, Any]:
+        """dx for these blocks (written into dx), and their parts of dgamma and dbeta."""
+        dgamma, dbeta = xp.zeros(c, dtype=g.dtype), xp.zeros(c, dtype=g.dtype)
+        for b in blocks:
+            gb = g[b]
+            if silu:  # dL/dz into dx's block, where dx is then computed in place
+                gz = dx[b]
+                xp.subtract(1, s[b], out=gz)
+                gz *= y[b]
+                gz += s[b]
+                gz *= gb
+                gb = gz
+            sum_g = _spatial_sum(gb)                                           # (n_b, C): sum_* g
+            mu_c = xp.repeat(mu[b], group_size, axis=1)                       # (n_b, C)
+            rstd_c = xp.repeat(rstd[b], group_size, axis=1)
+            sum_g_xhat = rstd_c * (_sum_of_products(gb, x[b]) - mu_c * sum_g)  # (n_b, C): sum_* g x_hat
+            dgamma += sum_g_xhat.sum(axis=0)
+            dbeta += sum_g.sum(axis=0)
+            if not need_x:
+                continue
+            if gamma is not None:  # sums of dxhat = g gamma, and of dxhat x_hat
+                sum_g = sum_g * gamma
+                sum_g_xhat = sum_g_xhat * gamma
+            mean_dxhat = _group_sum(sum_g, num_groups) / m                     # (n_b, G)
+            mean_dxhat_xhat = _group_sum(sum_g_xhat, num_groups) / m
+            # dx = r (gamma g - mean_dxhat - (x - mu) r mean_dxhat_xhat) = A g + B x + C
+            r = rstd[b]
+            a = rstd_c if gamma is None else rstd_c * gamma
+            a = a.reshape(a.shape + (1,) * (x.ndim - 2))
+            coef_b = _per_channel(-r * r * mean_dxhat_xhat, group_size, x.ndim)
+            coef_c = _per_channel(r * (mu[b] * r * mean_dxhat_xhat - mean_dxhat), group_size, x.ndim)
+            dxb = dx[b]
+            xp.multiply(gb, a, out=dxb)  # in place when gb is dx's own block
+            dxb += x[b] * coef_b
+            dxb += coef_c
+        return dgamma, dbeta
+
+    parts = run_blocks(backward_blocks, _blocks(x))
+    dgamma, dbeta = parts[0]
+    for more_gamma, more_beta in parts[1:]:
+        dgamma += more_gamma
+        dbeta += more_beta
+    return (dx if need_x else None), (dgamma if need_gamma else None), (dbeta if need_beta else None)
 
 
 def _check_group_norm(op: str, input: Tensor, num_groups: int, weight: Tensor | None,
