@@ -55,6 +55,10 @@ def worker_args(description: str) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true",
                     help="tinydiff only: time each op's forward and backward instead")
+    ap.add_argument("--threading", choices=("engine", "blas"), default="engine",
+                    help="tinydiff only: 'engine' (default) runs BLAS on one thread and spreads blocks "
+                         "of work over --threads of the engine's own (autograd.functional._blocks); "
+                         "'blas' leaves the engine on one thread and gives the BLAS --threads")
     ap.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall",
                     help="--profile: wall-clock time, or this process's CPU time (steadier on a "
                          "shared machine, but with --threads > 1 it adds up every thread)")

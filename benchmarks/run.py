@@ -36,7 +36,7 @@ def run_worker(python: str, script: str, model: str, mode: str, batch: int, args
     steps = args.steps if model == "unet" else args.mlp_steps
     cmd = [python, os.path.join(HERE, script), "--model", model, "--mode", mode, "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--device", args.device, *extra]
+           "--threading", args.threading, "--device", args.device, *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed UNet steps per configuration (default 10)")
     ap.add_argument("--mlp-steps", type=int, default=50, help="timed MLP steps (default 50)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threading", choices=("engine", "blas"), default="engine",
+                    help="tinydiff's threads: the engine's own over blocks, with BLAS on one thread "
+                         "(default), or the BLAS's (see train_step.py --help)")
     ap.add_argument("--only", default="", help="comma-separated subset, e.g. 'unet-train-64,mlp-train-1024'")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--markdown", action="store_true")
@@ -102,7 +105,8 @@ def main() -> None:
     blas_text += f", OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']})" if blas["OPENBLAS_CORETYPE"] else ")"
     print(f"date: {datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"machine: {machine()}; load average before/after: {load_before} / {load_after}")
-    print(f"tinydiff: Python {platform.python_version()}, NumPy BLAS {blas_text}")
+    print(f"tinydiff: Python {platform.python_version()}, NumPy BLAS {blas_text}, "
+          f"engine threads {first[0]['engine_threads']} (--threading {args.threading})")
     print(f"torch: {first[1]['torch']}, {first[1]['torch_threads']} threads, {first[1]['torch_blas']}")
     print(f"device {args.device}, float32, {args.threads} threads each; times in ms per step: "
           f"median (min-max) of {args.steps} UNet / {args.mlp_steps} MLP steps after {args.warmup} warm-up")

@@ -25,6 +25,12 @@ from _common import MLP, TRAINING, UNET, emit, pin_threads, rss_mb, time_steps, 
 
 args = worker_args(__doc__.splitlines()[0])
 pin_threads(args.threads)
+# The engine's threads or the BLAS's, never both at once (see autograd/functional/_blocks.py).
+engine_threads = args.threads if args.threading == "engine" else 1
+os.environ["AUTOGRAD_NUM_THREADS"] = str(engine_threads)
+if args.threading == "engine":
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
 
 import numpy as np  # noqa: E402  (after pin_threads: OpenBLAS reads its thread count at import)
 
@@ -120,8 +126,9 @@ def main() -> None:
     base_rss = rss_mb()
     if prof is None:
         times = time_steps(step, args.steps, args.warmup, sync)
+        from autograd.functional._blocks import num_threads
         emit(args, "tinydiff", times, count_parameters(model), base_rss,
-             {"blas": blas()})
+             {"blas": blas(), "engine_threads": num_threads(), "threading": args.threading})
         return
     time_steps(step, 0, args.warmup, sync)
     prof.install()
