@@ -187,9 +187,13 @@ def test_dropout_is_deterministic_given_a_generator_or_the_seed():
     assert not np.array_equal(c, d)  # the default generator advances
 
 
-def test_dropout_gradient_is_the_scaled_mask():
+@pytest.mark.parametrize("layout", ["C order", "channels-last"])
+def test_dropout_gradient_is_the_scaled_mask(layout):
     rng = np.random.default_rng(1)
-    x = Tensor(rng.uniform(1, 2, (30, 20)), requires_grad=True)
+    data = rng.uniform(1, 2, (6, 5, 4, 3))
+    if layout == "channels-last":  # the mask is drawn in memory order: it must still line up
+        data = np.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    x = Tensor(data, requires_grad=True)
     y = F.dropout(x, 0.25, generator=np.random.default_rng(3))
     g = rng.standard_normal(y.shape)
     y.backward(g)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from autograd.functional._blocks import even_blocks, run_blocks
+from autograd.ops.shape import _inverse, _memory_order
 from autograd.random import default_generator
 from autograd.tensor import Tensor, make_node
 
@@ -127,8 +128,19 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
         return make_node(xp.zeros_like(x), (input,), lambda g: (xp.zeros_like(g),), "dropout")
     rng = default_generator(xp) if generator is None else generator
     draw_dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
-    u = rng.random(x.shape, dtype=draw_dtype)
-    # P(u >= p) = 1 - p for u uniform on [0, 1). Keep the scaled mask: backward is one product.
-    scaled_mask = (u >= p).astype(x.dtype)
-    scaled_mask *= 1.0 / (1.0 - p)
-    return make_node(x * scaled_mask, (input,), lambda g: (g * scaled_mask,), "dropout")
+    # Drawn in x's memory order (NHWC for a channels-last map), so that the mask and x are read
+    # in step: a C-order mask against channels-last data makes every product a strided gather.
+    order = _memory_order(x)
+    u = rng.random(tuple(x.shape[d] for d in order), dtype=draw_dtype).transpose(_inverse(order))
+    # P(u >= p) = 1 - p for u uniform on [0, 1). The mask is kept as bools: a quarter of a float
+    # mask's memory, for as long as the graph lives.
+    keep = u >= p
+    scale = 1.0 / (1.0 - p)
+    y = x * keep
+    y *= scale
+
+    def backward(g):
+        gx = g * keep
+        gx *= scale
+        return (gx,)
+    return make_node(y, (input,), backward, "dropout")
