@@ -53,6 +53,26 @@ def test_activation_gradcheck(name, x):
     assert gradcheck(fn, [Tensor(x, requires_grad=True)])
 
 
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@given(x=float64_arrays())
+def test_silu_split_by_rows_among_threads(threads, x):
+    """silu shares big inputs' rows among threads: forced on every size, on 1-3 threads, value
+    and gradient match the formulas (dy/dx = s + x s (1 - s))."""
+    import sys
+    from autograd.functional import _blocks
+    activation = sys.modules["autograd.functional.activation"]
+    g = np.cos(np.arange(x.size, dtype=np.float64)).reshape(x.shape)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(activation, "_SPLIT_BYTES", 0)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        t = Tensor(x, requires_grad=True)
+        y = F.silu(t)
+        y.backward(g)
+    s = expit(x)
+    np.testing.assert_allclose(y.data, x * s, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(t.grad, g * (s + x * s * (1 - s)), rtol=1e-12, atol=1e-14)
+
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activations_keep_float32_and_survive_extremes(name):
     fn, formula = ACTIVATIONS[name]
