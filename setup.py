@@ -13,6 +13,9 @@ setup(
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
         "test": ["pytest>=7", "hypothesis>=6.80"],
+        # Only for benchmarks/torch_reference.py (the side-by-side speed benchmark); the
+        # package itself never imports torch. CPU wheel: pip install torch==2.13.0+cpu
+        "bench": ["torch"],
     },
     entry_points={"console_scripts": ["tinydiff=tinydiff.cli:main"]},
 )
