@@ -122,6 +122,10 @@ def main() -> None:
                       f"{ours['images_per_s']:.0f}", f"{theirs['images_per_s']:.0f}",
                       f"{ours['peak_rss_mb']:.0f} / {theirs['peak_rss_mb']:.0f}",
                       f"{step_ours:.0f} / {step_theirs:.0f} ({step_ours / max(step_theirs, 1):.2f}x)"])
+    if args.device == "cuda":
+        header.append("GPU peak MiB tinydiff / torch")
+        for row, (_, _, _, ours, theirs) in zip(table, rows):
+            row.append(f"{ours.get('gpu_peak_mb', 0):.0f} / {theirs.get('gpu_peak_mb', 0):.0f}")
     print_table(header, table, args.markdown)
     print("step memory = peak RSS minus RSS just before the first step (model, optimizer and "
           "libraries already loaded; torch's import alone is ~250 MiB of the peak).")

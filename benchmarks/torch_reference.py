@@ -257,9 +257,11 @@ def main() -> None:
     base_rss = rss_mb()
     times = time_steps(step, args.steps, args.warmup, sync)
     n_params = sum(p.numel() for p in model.parameters())
-    emit(args, "torch", times, n_params, base_rss,
-         {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-          "torch_blas": "MKL + oneDNN" if torch.backends.mkldnn.is_available() else "MKL"})
+    extra = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "torch_blas": "MKL + oneDNN" if torch.backends.mkldnn.is_available() else "MKL"}
+    if args.device == "cuda":
+        extra["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    emit(args, "torch", times, n_params, base_rss, extra)
 
 
 if __name__ == "__main__":

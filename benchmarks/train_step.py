@@ -127,8 +127,10 @@ def main() -> None:
     if prof is None:
         times = time_steps(step, args.steps, args.warmup, sync)
         from autograd.functional._blocks import num_threads
-        emit(args, "tinydiff", times, count_parameters(model), base_rss,
-             {"blas": blas(), "engine_threads": num_threads(), "threading": args.threading})
+        extra = {"blas": blas(), "engine_threads": num_threads(), "threading": args.threading}
+        if args.device == "cuda":  # CuPy's pool keeps what the step needed at its peak
+            extra["gpu_peak_mb"] = xp.get_default_memory_pool().total_bytes() / 2**20
+        emit(args, "tinydiff", times, count_parameters(model), base_rss, extra)
         return
     time_steps(step, 0, args.warmup, sync)
     prof.install()

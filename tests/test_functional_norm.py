@@ -200,6 +200,23 @@ def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block, 
         np.testing.assert_allclose(a, e, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(e).max()))
 
 
+
+@pytest.mark.parametrize("threads", [1, 2])
+@given(case=group_norm_cases())
+def test_group_norm_silu_without_grad_keeps_no_logistic_and_gives_the_same_values(case, threads):
+    """Under no_grad (sampling) the fused op skips storing s(z) for a backward: same values."""
+    from autograd import no_grad
+    from autograd.functional import _blocks, norm as norm_module
+    x, num_groups, weight, bias, eps = case
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(norm_module, "_BLOCK_BYTES", x.data[:1].nbytes)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        with_grad = group_norm_silu(x, num_groups, weight, bias, eps).data
+        with no_grad():
+            without = group_norm_silu(x, num_groups, weight, bias, eps)
+    assert not without.requires_grad
+    np.testing.assert_array_equal(without.data, with_grad)
+
 def test_group_norm_silu_equals_silu_of_group_norm():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 6, 3, 3))

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from autograd.backend import get_array_module
 from autograd.functional._blocks import batch_blocks, run_blocks
-from autograd.tensor import Tensor, make_node
+from autograd.tensor import Tensor, is_grad_enabled, make_node
 
 # --------------------------------------------------------------------------- group norm core
 # Samples processed at a time: each op makes 4-12 passes over its (N, C, *) array, and a block
@@ -70,17 +70,18 @@ def _blocks(x: Any) -> list[slice]:
 
 
 def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
-               silu: bool = False) -> tuple[Any, Any, Any, Any]:
+               silu: bool = False, keep_s: bool = True) -> tuple[Any, Any, Any, Any]:
     """(y, s, mu, r): y = gamma x_hat + beta (or z s(z) of that z, with ``silu``) in a fresh
-    buffer of x's memory layout, s = s(z) the logistic (None without ``silu``), and mu and
-    r = 1/std per (n, g). Blocks of samples at a time (see ``_BLOCK_BYTES``), on every core."""
+    buffer of x's memory layout, s = s(z) the logistic (None without ``silu`` or ``keep_s``:
+    only a backward needs it), and mu and r = 1/std per (n, g). Blocks of samples at a time
+    (see ``_BLOCK_BYTES``), on every core."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
     group_size = c // num_groups
     m = group_size * math.prod(x.shape[2:])
     expand = (-1,) + (1,) * (x.ndim - 2)  # (C,) -> (C, 1, ..., 1)
     y = xp.empty_like(x)
-    s = xp.empty_like(x) if silu else None
+    s = xp.empty_like(x) if silu and keep_s else None
     mu = xp.empty((n, num_groups), dtype=x.dtype)
     rstd = xp.empty((n, num_groups), dtype=x.dtype)
     # With silu, normalise to h = z/2 directly: then s = (1 + tanh h)/2 and y = z s = h (1 + tanh h),
@@ -89,6 +90,7 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
     shift = None if beta is None else beta.reshape(expand) * half
 
     def normalize_blocks(blocks: list[slice]) -> None:
+        scratch = None if s is not None or not silu or not blocks else xp.empty_like(x[blocks[0]])
         for b in blocks:
             xb, yb = x[b], y[b]
             mu[b] = _group_sum(_spatial_sum(xb), num_groups) / m
@@ -103,11 +105,12 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
             if shift is not None:
                 yb += shift
             if silu:
-                sb = s[b]
+                sb = s[b] if s is not None else scratch[:yb.shape[0]]
                 xp.tanh(yb, out=sb)
                 sb += 1        # 1 + tanh h = 2 s
                 yb *= sb       # h (1 + tanh h) = z s
-                sb *= 0.5
+                if s is not None:
+                    sb *= 0.5
 
     run_blocks(normalize_blocks, _blocks(x))
     return y, s, mu, rstd
@@ -231,7 +234,8 @@ def group_norm_silu(input: Tensor, num_groups: int, weight: Tensor | None = None
     """
     _check_group_norm("group_norm_silu", input, num_groups, weight, bias)
     x, gamma = input.data, _data(weight)
-    y, s, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps, silu=True)
+    recording = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    y, s, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps, silu=True, keep_s=recording)
 
     def grads_of(g, need):
         return _normalize_backward(g, x, num_groups, gamma, mu, rstd, need, y=y, s=s)
