@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=1.0, metavar="S",
                    help="classifier-free guidance scale s: eps_u + s (eps_c - eps_u); 1 = plain "
                         "conditional, >1 sharper and less diverse; the MNIST numbers in the README "
-                        "use 3 (default: 1)")
+                        "use 2 (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the MNIST classifier file; trained there once if missing (default: "
                         "$XDG_CACHE_HOME/tinydiff/mnist_classifier.npz, else ~/.cache/tinydiff/...)")
     g.add_argument("--guidance", type=float, metavar="S",
-                   help="class-conditional checkpoints: classifier-free guidance scale (default: 3)")
+                   help="class-conditional checkpoints: classifier-free guidance scale (default: 2)")
     g.add_argument("--unconditional", action="store_true",
                    help="class-conditional checkpoints: sample with the null label instead of "
                         "labels 0-9 (the unconditional model learned by label dropout)")
@@ -350,8 +350,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         window = history[-min(100, len(history)):]
         mean_loss = sum(i.loss for i in window) / len(window)
         rate = len(history) / max(history[-1].time - history[0].time + 1e-9, 1e-9) if len(history) > 1 else 0.0
+        speed = f"{rate:.0f} steps/s" if rate >= 10 else f"{1 / rate:.2f} s/step" if rate > 0 else "-"
         print(f"Done: step {trainer.step}, loss {mean_loss:.4f} (mean of the last {len(window)} steps), "
-              f"{trainer.seconds():.1f} s of training, {rate:.0f} steps/s")
+              f"{trainer.seconds():.1f} s of training, {speed}")
     print(f"Checkpoint: {trainer.checkpoint_path}\nLoss log:   {trainer.log_path}\n"
           f"Config:     {trainer.out_dir / 'config.json'}")
     if not args.no_preview:

@@ -50,7 +50,7 @@ TOY_REPEATS = 5              # independent reference draws averaged over (the fl
 TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many points, first draw only
 MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
 MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)
-DEFAULT_GUIDANCE = 3.0       # classifier-free guidance scale for class-conditional MNIST samples
+DEFAULT_GUIDANCE = 2.0       # classifier-free guidance scale for class-conditional MNIST samples
 SPEED_RUNS = (("ddpm", None, 16), ("ddim", 50, 64))   # (sampler, steps, images in one batch)
 
 
