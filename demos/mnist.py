@@ -28,7 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread, set before NumPy loads: on the shared two-core machine the UNet ran 2-7x
+# slower with two OpenBLAS threads (they busy-wait; see tinydiff/cli.py).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
@@ -152,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     # 5. Animation ------------------------------------------------------------------------------------
     grid_index = np.arange(0, 100, 10) + np.arange(10)   # one of each digit, distinct positions
     ts = [cfg.timesteps] + [int(t) + 1 for t in tau[::-1][1:]] + [0]
+    # 25 frames: noise compresses badly in a GIF, and this keeps the file around half a megabyte
     path = plots.save_reverse_gif([x[grid_index] for x in trajectory], out / "5_reverse.gif", ts=ts,
-                                  nrow=5, title="Reverse process")
+                                  nrow=5, frames=25, title="Reverse process")
     say(path, "Ten digits being generated, from noise (t = T) to samples (t = 0).")
 
     # What a classifier says ----------------------------------------------------------------------------

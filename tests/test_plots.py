@@ -171,6 +171,7 @@ def test_reverse_gif_has_one_frame_per_step_and_holds_the_last(tmp_path, shape):
         for k in range(gif.n_frames):
             gif.seek(k)
             durations.append(gif.info["duration"])
-    # x_T, two states between, x_0, then x_0 held for 1 s (Pillow merges identical frames)
+    # x_T, two states between, x_0, then x_0 held for 1 s (Pillow merges frames that quantise
+    # identically, so how the held second splits into frames varies; the total does not)
     assert durations[:3] == [250, 250, 250]
-    assert sum(durations) == 250 * (4 + 4) and durations[-1] >= 750
+    assert sum(durations) == 250 * (4 + 4)
