@@ -188,7 +188,13 @@ def test_ref_posterior_against_brute_force_grid(b1, b2, x0, xt):
 @example(ab=0.984375, mu=0.0, s=0.125, xt=2.0)  # posterior far in the prior's tail: once failed on a narrow grid
 def test_gaussian_oracle_is_posterior_mean_of_eps(ab, mu, s, xt):
     """E[eps | x_t] by quadrature over x_0: eps = (x_t - sqrt(ab) x_0) / sqrt(1 - ab)."""
-    x0 = np.linspace(mu - 10 * s, mu + 10 * s, 40001)
+    # The posterior over x_0 lies between the prior (mu +- 10 s) and where the likelihood puts it
+    # ((x_t +- 10 sqrt(1 - ab)) / sqrt(ab)); a grid over the prior alone cuts off its tail when x_t
+    # is far out (ab=0.98, s=0.125, x_t=2 puts the posterior 8 s from mu).
+    spread = 10 * math.sqrt(1 - ab)
+    lo = min(mu - 10 * s, (xt - spread) / math.sqrt(ab))
+    hi = max(mu + 10 * s, (xt + spread) / math.sqrt(ab))
+    x0 = np.linspace(lo, hi, 200001)
     log_w = -(x0 - mu) ** 2 / (2 * s * s) - (xt - math.sqrt(ab) * x0) ** 2 / (2 * (1 - ab))
     w = np.exp(log_w - log_w.max())
     eps = (xt - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
