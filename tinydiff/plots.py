@@ -422,7 +422,8 @@ def save_reverse_gif(trajectory: Any, path: str | os.PathLike, ts: Sequence[int]
             dots = ax.scatter(states[0, :, 0], states[0, :, 1], s=2, c=SAMPLE_COLOR, linewidths=0)
             _square_axes(ax, lim)
         else:
-            image = ax.imshow(image_grid(states[0], nrow=nrow), cmap="gray", vmin=0, vmax=1)
+            image = ax.imshow(image_grid(states[0], nrow=nrow), cmap="gray", vmin=0, vmax=1,
+                              interpolation="nearest")
             ax.axis("off")
         for i in list(pick) + [pick[-1]] * fps:
             if points:
