@@ -1,6 +1,6 @@
 """Diffusion on MNIST digits: the forward process, a trained UNet, and digits emerging from noise.
 
-    python demos/mnist.py                                   # uses runs/mnist-default if it exists
+    python demos/mnist.py                                   # uses runs/mnist-cond (or -default) if there
     python demos/mnist.py --checkpoint runs/mnist-cond/checkpoint.npz
     python demos/mnist.py --steps 200                       # no checkpoint: train a short run first
 
@@ -43,14 +43,16 @@ from tinydiff.sampling import load_run, model_fn_for  # noqa: E402
 from tinydiff.schedules import ddim_timesteps  # noqa: E402
 from tinydiff.train import Trainer, TrainConfig  # noqa: E402
 
-DEFAULT_CHECKPOINT = "runs/mnist-default/checkpoint.npz"
+# Where `tinydiff train mnist` puts its run (and where the README's run lives); the first that exists is used.
+CHECKPOINTS = ("runs/mnist-cond/checkpoint.npz", "runs/mnist-default/checkpoint.npz")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                   help="a trained MNIST checkpoint; if it does not exist, train --steps steps first")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trained MNIST checkpoint (default: the first of " + ", ".join(CHECKPOINTS)
+                        + " that exists); if there is none, train --steps steps first")
     p.add_argument("--steps", type=int, default=300,
                    help="training steps when there is no checkpoint (the full default run is "
                         f"{TrainConfig.mnist().steps})")
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     say(path, "Each row is one digit; by t = T it is indistinguishable from noise.")
 
     # 2. A trained model --------------------------------------------------------------------------
-    checkpoint = Path(args.checkpoint)
+    found = [Path(c) for c in CHECKPOINTS if Path(c).exists()]
+    checkpoint = Path(args.checkpoint) if args.checkpoint else (found[0] if found else Path(CHECKPOINTS[0]))
     if not checkpoint.exists():
         run_dir = out / "run"
         print(f"\n2. No checkpoint at {checkpoint}: training {args.steps} steps into {run_dir} "
