@@ -57,7 +57,7 @@ def worker_args(description: str) -> argparse.Namespace:
                     help="tinydiff only: time each op's forward and backward instead")
     ap.add_argument("--threading", choices=("engine", "blas"), default="engine",
                     help="tinydiff only: 'engine' (default) runs BLAS on one thread and spreads blocks "
-                         "of work over --threads of the engine's own (autograd.functional._blocks); "
+                         "of work over --threads of the engine's own (autograd.ops._blocks); "
                          "'blas' leaves the engine on one thread and gives the BLAS --threads")
     ap.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall",
                     help="--profile: wall-clock time, or this process's CPU time (steadier on a "

@@ -26,8 +26,9 @@ CATEGORIES = {  # op name -> the row it is summed into
     "conv2d": "convolution",
     "group_norm_silu": "group norm (+SiLU)", "group_norm": "group norm (+SiLU)",
     "layer_norm": "group norm (+SiLU)",
-    "scaled_dot_product_attention": "attention + linear", "linear": "attention + linear",
-    "matmul": "attention + linear", "softmax": "attention + linear",
+    "scaled_dot_product_attention": "attention", "softmax": "attention",
+    "linear": "linear, matmul", "matmul": "linear, matmul",
+    "dropout": "dropout",
     "mse_loss": "loss",
 }
 OTHER = "elementwise + shape"

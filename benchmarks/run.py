@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -44,6 +45,20 @@ def run_worker(python: str, script: str, model: str, mode: str, batch: int, args
         if line.startswith(prefix):
             return json.loads(line[len(prefix):]), proc.stdout
     sys.exit(f"no {prefix!r} line from: {' '.join(cmd)}\n{proc.stdout}")
+
+
+def pool_rounds(results: list[dict]) -> dict:
+    """One result from several processes of the same configuration: all their steps pooled
+    (median, min, max over all of them), the largest peak memory."""
+    pooled = dict(results[0])
+    times = [t for r in results for t in r["times_s"]]
+    cpu = [t for r in results for t in r["cpu_s"]]
+    pooled.update(times_s=times, cpu_s=cpu, median_s=statistics.median(times), min_s=min(times),
+                  max_s=max(times), cpu_median_s=statistics.median(cpu),
+                  images_per_s=pooled["batch"] / statistics.median(times),
+                  peak_rss_mb=max(r["peak_rss_mb"] for r in results),
+                  base_rss_mb=min(r["base_rss_mb"] for r in results))
+    return pooled
 
 
 def machine() -> str:
@@ -74,6 +89,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed UNet steps per configuration (default 10)")
     ap.add_argument("--mlp-steps", type=int, default=50, help="timed MLP steps (default 50)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="processes per configuration and framework, alternating (default 1); "
+                         "their steps are pooled")
     ap.add_argument("--threading", choices=("engine", "blas"), default="engine",
                     help="tinydiff's threads: the engine's own over blocks, with BLAS on one thread "
                          "(default), or the BLAS's (see train_step.py --help)")
@@ -92,8 +110,11 @@ def main() -> None:
     rows = []
     for model, mode, batch in configs:
         print(f"running {model} {mode} batch {batch} ...", file=sys.stderr, flush=True)
-        ours, _ = run_worker(sys.executable, "train_step.py", model, mode, batch, args)
-        theirs, _ = run_worker(args.torch_python, "torch_reference.py", model, mode, batch, args)
+        ours_runs, theirs_runs = [], []
+        for _ in range(args.rounds):  # alternate, so that a change in the machine's load hits both
+            ours_runs.append(run_worker(sys.executable, "train_step.py", model, mode, batch, args)[0])
+            theirs_runs.append(run_worker(args.torch_python, "torch_reference.py", model, mode, batch, args)[0])
+        ours, theirs = pool_rounds(ours_runs), pool_rounds(theirs_runs)
         if ours["params"] != theirs["params"]:
             sys.exit(f"{model}: parameter counts differ: tinydiff {ours['params']}, torch {theirs['params']}")
         rows.append((model, mode, batch, ours, theirs))
@@ -109,7 +130,8 @@ def main() -> None:
           f"engine threads {first[0]['engine_threads']} (--threading {args.threading})")
     print(f"torch: {first[1]['torch']}, {first[1]['torch_threads']} threads, {first[1]['torch_blas']}")
     print(f"device {args.device}, float32, {args.threads} threads each; times in ms per step: "
-          f"median (min-max) of {args.steps} UNet / {args.mlp_steps} MLP steps after {args.warmup} warm-up")
+          f"median (min-max) of {args.rounds} x {args.steps} UNet / {args.rounds} x {args.mlp_steps} MLP "
+          f"steps, {args.warmup} warm-up steps per process")
     print(f"params: " + ", ".join(sorted({f"{r[0]} {r[3]['params']:,} (both)" for r in rows})))
     header = ["step", "tinydiff ms", "torch ms", "ratio", "img/s tinydiff", "img/s torch",
               "peak RSS MiB tinydiff / torch", "step memory MiB tinydiff / torch (ratio)"]

@@ -25,7 +25,7 @@ from _common import MLP, TRAINING, UNET, emit, pin_threads, rss_mb, time_steps, 
 
 args = worker_args(__doc__.splitlines()[0])
 pin_threads(args.threads)
-# The engine's threads or the BLAS's, never both at once (see autograd/functional/_blocks.py).
+# The engine's threads or the BLAS's, never both at once (see autograd/ops/_blocks.py).
 engine_threads = args.threads if args.threading == "engine" else 1
 os.environ["AUTOGRAD_NUM_THREADS"] = str(engine_threads)
 if args.threading == "engine":
@@ -126,7 +126,7 @@ def main() -> None:
     base_rss = rss_mb()
     if prof is None:
         times = time_steps(step, args.steps, args.warmup, sync)
-        from autograd.functional._blocks import num_threads
+        from autograd.ops._blocks import num_threads
         extra = {"blas": blas(), "engine_threads": num_threads(), "threading": args.threading}
         if args.device == "cuda":  # CuPy's pool keeps what the step needed at its peak
             extra["gpu_peak_mb"] = xp.get_default_memory_pool().total_bytes() / 2**20

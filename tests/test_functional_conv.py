@@ -182,7 +182,8 @@ def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block, t
     """The fast conv builds its im2col matrix a few images at a time (a cache-sized block), the
     blocks shared among threads: with blocks of 1 or 2 images, a short last block, on one
     thread or two, it still matches the reference."""
-    from autograd.functional import _blocks, conv as conv_module
+    from autograd.ops import _blocks
+    from autograd.functional import conv as conv_module
     (_, c, h, w), (o, _, kh, kw) = problem["shapes"]
     problem = dict(problem, shapes=((n, c, h, w), (o, c, kh, kw)))
     sh, sw = problem["stride"]

@@ -60,7 +60,7 @@ def test_silu_split_by_rows_among_threads(threads, x):
     """silu shares big inputs' rows among threads: forced on every size, on 1-3 threads, value
     and gradient match the formulas (dy/dx = s + x s (1 - s))."""
     import sys
-    from autograd.functional import _blocks
+    from autograd.ops import _blocks
     activation = sys.modules["autograd.functional.activation"]
     g = np.cos(np.arange(x.size, dtype=np.float64)).reshape(x.shape)
     with pytest.MonkeyPatch.context() as mp:
@@ -113,7 +113,7 @@ def test_linear_split_by_rows_among_threads(threads, rows, n_in, n_out, frozen, 
     """With many rows, linear shares them among threads (dW and db as per-thread partial
     sums): forced on every row count, on 1-3 threads, it gives the formulas' values and grads."""
     import sys
-    from autograd.functional import _blocks
+    from autograd.ops import _blocks
     linear_module = sys.modules["autograd.functional.linear"]  # the module; F.linear is the function
     rng = np.random.default_rng(seed)
     x, w, b = rng.standard_normal((rows, n_in)), rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)

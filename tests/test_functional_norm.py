@@ -182,7 +182,8 @@ def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block, 
     """The fast ops normalise a few samples at a time (a cache-sized block), the blocks shared
     among threads: with blocks of one or two samples, a short last block, on one thread or
     two, values and all gradients match the references."""
-    from autograd.functional import _blocks, norm as norm_module
+    from autograd.ops import _blocks
+    from autograd.functional import norm as norm_module
     x, num_groups, weight, bias, eps = case
     fast = group_norm_silu if silu else F.group_norm
     ref = (lambda *a: F.silu(group_norm_reference(*a))) if silu else group_norm_reference
@@ -206,7 +207,8 @@ def test_blocks_of_samples_agree_with_references(case, silu, samples_per_block, 
 def test_group_norm_silu_without_grad_keeps_no_logistic_and_gives_the_same_values(case, threads):
     """Under no_grad (sampling) the fused op skips storing s(z) for a backward: same values."""
     from autograd import no_grad
-    from autograd.functional import _blocks, norm as norm_module
+    from autograd.ops import _blocks
+    from autograd.functional import norm as norm_module
     x, num_groups, weight, bias, eps = case
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(norm_module, "_BLOCK_BYTES", x.data[:1].nbytes)

@@ -344,6 +344,42 @@ def test_getitem_two_index_arrays_and_a_mask():
     check(lambda t: t[None, ..., 1], lambda v: v[None, ..., 1], a)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, max_side=4),
+       channels_last=st.booleans(), data=st.data())
+def test_big_elementwise_results_split_among_threads(threads, name, shapes, channels_last, data):
+    """Big results of + - * / are computed a slice of their first axis per thread: forced on
+    every size, on 2-3 threads, values, dtype and gradients are NumPy's, and the result is laid
+    out as the input that has its shape."""
+    from autograd.ops import _blocks, arithmetic
+    fn, ufunc = BINARY[name]
+    a = data.draw(away_from_zero(shapes.input_shapes[0]))
+    b = data.draw(away_from_zero(shapes.input_shapes[1]))
+    if channels_last and a.ndim == 4:
+        a = np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(arithmetic, "_SPLIT_BYTES", 0)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        xs = [Tensor(v, requires_grad=True) for v in (a, b)]
+        out = fn(*xs)
+        expected = ufunc(a, b)
+        g = np.cos(np.arange(out.size, dtype=np.float64)).reshape(out.shape)
+        out.backward(g)
+    np.testing.assert_array_equal(out.data, expected)
+    def layout(arr):  # strides of the axes that have more than one element
+        return [st for st, n in zip(arr.strides, arr.shape) if n > 1]
+    assert out.dtype == expected.dtype
+    full = a if a.shape == out.shape else b if b.shape == out.shape else None
+    if full is not None and out.ndim and out.shape[0] > 1:  # split: laid out as the full-shape input
+        assert layout(out.data) == layout(np.empty_like(full))
+    with pytest.MonkeyPatch.context() as mp:  # the gradients of the unsplit op
+        mp.setattr(_blocks, "num_threads", lambda: 1)
+        ys = [Tensor(v, requires_grad=True) for v in (a, b)]
+        fn(*ys).backward(g)
+    for x, y in zip(xs, ys):
+        np.testing.assert_allclose(x.grad, y.grad, rtol=1e-12, atol=1e-12)
+
 @st.composite
 def join_args(draw, new_axis):
     base = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3))

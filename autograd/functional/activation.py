@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from autograd.backend import get_array_module
-from autograd.functional._blocks import even_blocks, run_blocks
+from autograd.ops._blocks import even_blocks, run_blocks
 from autograd.functional.special import erf
 from autograd.tensor import Tensor, make_node
 
@@ -63,7 +63,7 @@ def silu(input: Tensor) -> Tensor:
     """y = x s(x), s the logistic sigmoid.    dy/dx = s + x s (1 - s) = s + y (1 - s).
 
     Computed as y = h (1 + tanh h) with h = x/2 (so s = (1 + tanh h)/2): five in-place passes
-    into two buffers, rows shared among the engine's threads (see _blocks.py).
+    into two buffers, rows shared among the engine's threads (see autograd/ops/_blocks.py).
     """
     xp, x = input.xp, input.data
     s, y = xp.empty_like(x), xp.empty_like(x)

@@ -23,7 +23,7 @@ import operator
 from typing import Any, Iterator, NamedTuple
 
 from autograd.backend import device_of, get_array_module
-from autograd.functional._blocks import batch_blocks, run_blocks
+from autograd.ops._blocks import batch_blocks, run_blocks
 from autograd.tensor import Tensor, make_node
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograd.functional._blocks import even_blocks, run_blocks
+from autograd.ops._blocks import even_blocks, run_blocks
 from autograd.ops.shape import _inverse, _memory_order
 from autograd.random import default_generator
 from autograd.tensor import Tensor, make_node
@@ -47,7 +47,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     xp = input.xp
     x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
     w, b = weight.data, None if bias is None else bias.data
-    # The rows are shared among the cores, one GEMM each (see _blocks.py); few rows: one GEMM.
+    # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); few rows: one GEMM.
     blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
     y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
 

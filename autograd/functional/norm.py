@@ -30,12 +30,12 @@ import math
 from typing import Any, Sequence
 
 from autograd.backend import get_array_module
-from autograd.functional._blocks import batch_blocks, run_blocks
+from autograd.ops._blocks import batch_blocks, run_blocks
 from autograd.tensor import Tensor, is_grad_enabled, make_node
 
 # --------------------------------------------------------------------------- group norm core
 # Samples processed at a time: each op makes 4-12 passes over its (N, C, *) array, and a block
-# this size is still in the core's cache for every pass after the first (see _blocks.py).
+# this size is still in the core's cache for every pass after the first (see autograd/ops/_blocks.py).
 _BLOCK_BYTES = 1 << 20
 
 
