@@ -1,7 +1,6 @@
 """Conv2d: a learnable 2-D cross-correlation over NCHW images."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import autograd.functional as F
@@ -43,11 +42,7 @@ class Conv2d(Module):
             self.to(device)
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_weight_and_bias_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding)

@@ -1,7 +1,6 @@
 """Affine maps and lookups: Identity, Linear, Embedding."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import autograd.functional as F
@@ -39,11 +38,7 @@ class Linear(Module):
             self.to(device)
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_weight_and_bias_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
