@@ -221,7 +221,8 @@ class Tensor:
                 if pg is None or not parent.requires_grad:
                     continue
                 prev = grads.get(parent)
-                grads[parent] = pg if prev is None else prev + pg
+                # (A tensor used twice, e.g. a UNet skip: big sums are shared among the engine's threads.)
+                grads[parent] = pg if prev is None else _ar._elementwise(xp.add, prev, pg)
             if not retain_graph:  # free the intermediates as soon as their gradient is spent
                 node._parents, node._backward = (), _freed_backward(node._op)
 

@@ -207,14 +207,24 @@ def test_dropout_is_deterministic_given_a_generator_or_the_seed():
     assert not np.array_equal(c, d)  # the default generator advances
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("layout", ["C order", "channels-last"])
-def test_dropout_gradient_is_the_scaled_mask(layout):
+def test_dropout_gradient_is_the_scaled_mask(layout, threads, monkeypatch):
+    """Also with the products shared among threads (forced on a small input): the mask does
+    not depend on the thread count, and lines up with a channels-last input."""
+    import sys
+    from autograd.ops import _blocks
+    monkeypatch.setattr(sys.modules["autograd.functional.linear"], "_SPLIT_BYTES", 0)
+    monkeypatch.setattr(_blocks, "num_threads", lambda: threads)
     rng = np.random.default_rng(1)
     data = rng.uniform(1, 2, (6, 5, 4, 3))
     if layout == "channels-last":  # the mask is drawn in memory order: it must still line up
         data = np.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     x = Tensor(data, requires_grad=True)
     y = F.dropout(x, 0.25, generator=np.random.default_rng(3))
+    u = np.random.default_rng(3).random((6, 4, 3, 5) if layout == "channels-last" else (6, 5, 4, 3))
+    drawn_kept = (u >= 0.25).transpose(0, 3, 1, 2) if layout == "channels-last" else u >= 0.25
+    np.testing.assert_array_equal(y.data != 0, drawn_kept)  # the one stream, whatever the threads
     g = rng.standard_normal(y.shape)
     y.backward(g)
     mask = y.data != 0

@@ -401,17 +401,24 @@ def test_concatenate(args):
     assert autograd.cat is autograd.concatenate
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @given(args=join_args(new_axis=False), data=st.data())
-def test_concatenate_keeps_the_memory_layout_of_its_first_input(args, data):
+def test_concatenate_keeps_the_memory_layout_of_its_first_input(args, data, threads):
     """Inputs stored in a permuted memory order (as channels-last feature maps are): the
-    result has the same values, gradients, and the first input's memory order."""
+    result has the same values, gradients, and the first input's memory order; also with the
+    copies shared among threads (forced on every size)."""
+    import sys
+    from autograd.ops import _blocks
     axis, arrays = args
     assume(min(arrays[0].shape) > 1)  # else size-1 axes leave the memory order ambiguous
     order = data.draw(st.permutations(range(arrays[0].ndim)))
     inverse = np.argsort(order)
     stored = [np.ascontiguousarray(a.transpose(order)).transpose(inverse) for a in arrays]
     xs = [Tensor(a, requires_grad=True) for a in stored]
-    out = autograd.concatenate(xs, axis=axis)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules["autograd.ops.shape"], "_SPLIT_BYTES", 0)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        out = autograd.concatenate(xs, axis=axis)
     np.testing.assert_array_equal(out.data, np.concatenate(arrays, axis=axis))
     assert out.data.transpose(order).flags.c_contiguous
     g = np.arange(out.size, dtype=np.float64).reshape(out.shape)

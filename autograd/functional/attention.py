@@ -14,8 +14,12 @@ import math
 from typing import Any
 
 from autograd.backend import get_array_module
+from autograd.ops import _blocks
 from autograd.ops.arithmetic import unbroadcast
 from autograd.tensor import Tensor, is_array, make_node
+
+# Below this many bytes of q, k and v together, attention runs whole on the calling thread.
+_SPLIT_BYTES = 1 << 20
 
 
 def _row_max(a: Any, axis: int) -> Any:
@@ -115,6 +119,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     mask = _additive_mask(query, key, mask_t, is_causal)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = query.data, key.data, value.data
+    if mask is None and _splittable(q, k, v):
+        return _attention_split_by_batch(query, key, value, scale)
 
     # Scale Q (L x E) rather than the scores (L x S): same result, fewer multiplications when E < S.
     p = xp.matmul(q * scale, xp.swapaxes(k, -1, -2))
@@ -145,6 +151,56 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
     parents = (query, key, value) + ((mask_t,) if mask_t is not None else ())
     return make_node(out, parents, backward, "scaled_dot_product_attention")
+
+
+def _splittable(q: Any, k: Any, v: Any) -> bool:
+    """True where the same attention, one slice of the first axis per engine thread, pays off:
+    NumPy arrays with equal leading dimensions (no broadcasting between them) and enough work."""
+    lead = q.shape[:-2]
+    return (get_array_module(q).__name__ == "numpy" and len(lead) >= 1 and lead[0] > 1
+            and k.shape[:-2] == lead and v.shape[:-2] == lead and _blocks.num_threads() > 1
+            and (q.size + k.size + v.size) * q.itemsize >= _SPLIT_BYTES)
+
+
+def _attention_split_by_batch(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
+    """scaled_dot_product_attention without a mask, computed and differentiated a slice of the
+    first (batch) axis per engine thread: the same formulas as above, on each slice."""
+    xp = query.xp
+    q, k, v = query.data, key.data, value.data
+    p = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype=xp.result_type(q, k))
+    out = xp.empty(q.shape[:-1] + v.shape[-1:], dtype=xp.result_type(p, v))
+    blocks = _blocks.even_blocks(xp, q.shape[0], 1)
+
+    def forward(run: list[slice]) -> None:
+        for r in run:
+            xp.matmul(q[r] * scale, xp.swapaxes(k[r], -1, -2), out=p[r])
+            _softmax_inplace(p[r], -1)
+            xp.matmul(p[r], v[r], out=out[r])
+    _blocks.run_blocks(forward, blocks)
+
+    def backward(g):
+        need_q, need_k, need_v = query.requires_grad, key.requires_grad, value.requires_grad
+        dq, dk, dv = (xp.empty_like(t.data) if need else None
+                      for t, need in ((query, need_q), (key, need_k), (value, need_v)))
+
+        def backward_rows(run: list[slice]) -> None:
+            for r in run:
+                if need_v:
+                    xp.matmul(xp.swapaxes(p[r], -1, -2), g[r], out=dv[r])
+                if need_q or need_k:
+                    ds = xp.matmul(g[r], xp.swapaxes(v[r], -1, -2))
+                    ds -= (g[r] * out[r]).sum(axis=-1, keepdims=True)
+                    ds *= p[r]
+                    if need_q:
+                        xp.matmul(ds, k[r], out=dq[r])
+                        dq[r] *= scale
+                    if need_k:
+                        xp.matmul(xp.swapaxes(ds, -1, -2), q[r], out=dk[r])
+                        dk[r] *= scale
+        _blocks.run_blocks(backward_rows, blocks)
+        return dq, dk, dv
+
+    return make_node(out, (query, key, value), backward, "scaled_dot_product_attention")
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

@@ -14,6 +14,8 @@ from autograd.tensor import Tensor, make_node
 
 # Rows below which a linear layer's GEMM is not worth splitting among threads.
 _MIN_ROWS = 256
+# Bytes below which dropout's products run whole on the calling thread.
+_SPLIT_BYTES = 1 << 20
 
 
 def _sum_parts(parts: list[Any]) -> Any:
@@ -136,11 +138,21 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
     # mask's memory, for as long as the graph lives.
     keep = u >= p
     scale = 1.0 / (1.0 - p)
-    y = x * keep
-    y *= scale
+    y = xp.empty_like(x)
+    # The draw above is one sequential stream (the same mask for any thread count); the products
+    # are shared among the engine's threads, a slice of the first axis each.
+    blocks = even_blocks(xp, x.shape[0], 1) if x.ndim and x.nbytes >= _SPLIT_BYTES else [...]
+
+    def scale_kept(dst: Any, src: Any) -> None:
+        def rows(run: list[Any]) -> None:
+            for r in run:
+                xp.multiply(src[r], keep[r], out=dst[r])
+                dst[r] *= scale
+        run_blocks(rows, blocks)
+    scale_kept(y, x)
 
     def backward(g):
-        gx = g * keep
-        gx *= scale
+        gx = xp.empty_like(x)
+        scale_kept(gx, g)
         return (gx,)
     return make_node(y, (input,), backward, "dropout")

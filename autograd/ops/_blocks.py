@@ -22,14 +22,15 @@ T = TypeVar("T")
 def batch_blocks(xp: Any, n: int, bytes_per_sample: int, block_bytes: int) -> list[slice]:
     """Consecutive slices covering range(n), each of about ``block_bytes`` (at least one sample),
     as many as a multiple of ``num_threads()`` where possible, so that every thread gets the
-    same share; a single slice for CuPy arrays."""
+    same share; a single slice if all of it fits in one block, or for CuPy arrays."""
     if n == 0:
         return []
     if xp.__name__ != "numpy":
         return [slice(0, n)]
     count = -(-n // max(1, block_bytes // max(bytes_per_sample, 1)))
-    threads = num_threads()
-    count = min(n, -(-count // threads) * threads)
+    if count > 1:  # (one block is small enough that sharing it out would cost more than it saves)
+        threads = num_threads()
+        count = min(n, -(-count // threads) * threads)
     size = -(-n // count)
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
