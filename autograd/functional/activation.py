@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from autograd.backend import get_array_module
+from autograd.ops import _blocks
 from autograd.ops._blocks import even_blocks, run_blocks
 from autograd.functional.special import erf
 from autograd.tensor import Tensor, make_node
@@ -19,7 +20,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_C = math.sqrt(2.0 / math.pi)  # constants of the tanh approximation of gelu
 _TANH_K = 0.044715
 # Below this size an elementwise op runs whole on the calling thread: sharing it out costs more.
-_SPLIT_BYTES = 256 << 10
+_SPLIT_BYTES = _blocks.SPLIT_BYTES
 
 
 def logistic(z: Any, out: Any = None) -> Any:
@@ -81,7 +82,7 @@ def silu(input: Tensor) -> Tensor:
 
     def backward(g):
         # y is this node's own output, alive as long as the graph is, so reusing it is free.
-        gx = xp.empty_like(x)
+        gx = xp.empty_like(s)  # (not x: the closure would keep the input alive for nothing)
 
         def backward_rows(run: list[Any]) -> None:
             for r in run:

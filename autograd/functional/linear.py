@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autograd.ops import _blocks
 from autograd.ops._blocks import even_blocks, run_blocks
 from autograd.ops.shape import _inverse, _memory_order
 from autograd.random import default_generator
@@ -15,7 +16,7 @@ from autograd.tensor import Tensor, make_node
 # Rows below which a linear layer's GEMM is not worth splitting among threads.
 _MIN_ROWS = 256
 # Bytes below which dropout's products run whole on the calling thread.
-_SPLIT_BYTES = 1 << 20
+_SPLIT_BYTES = _blocks.SPLIT_BYTES
 
 
 def _sum_parts(parts: list[Any]) -> Any:

@@ -15,7 +15,7 @@ from autograd.tensor import Tensor, as_tensor, make_node
 
 
 # Below this size an elementwise op runs whole on the calling thread: sharing it out costs more.
-_SPLIT_BYTES = 1 << 20
+_SPLIT_BYTES = _blocks.SPLIT_BYTES
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:

@@ -13,7 +13,7 @@ from autograd.tensor import Tensor, make_node
 
 
 # Bytes below which concatenate's copies run whole on the calling thread.
-_SPLIT_BYTES = 1 << 20
+_SPLIT_BYTES = _blocks.SPLIT_BYTES
 
 
 def _shape_arg(shape: tuple) -> tuple[int, ...]:
