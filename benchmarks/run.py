@@ -35,7 +35,8 @@ def run_worker(python: str, script: str, model: str, mode: str, batch: int, args
                prefix: str = RESULT_PREFIX, extra: tuple[str, ...] = ()) -> tuple[dict, str]:
     """Run one worker process; return its parsed result line and its whole output."""
     steps = args.steps if model == "unet" else args.mlp_steps
-    cmd = [python, os.path.join(HERE, script), "--model", model, "--mode", mode, "--batch", str(batch),
+    here = HERE if script == "torch_reference.py" else os.path.join(args.tinydiff_root, "benchmarks")
+    cmd = [python, os.path.join(here, script), "--model", model, "--mode", mode, "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
            "--threading", args.threading, "--device", args.device, *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -98,6 +99,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated subset, e.g. 'unet-train-64,mlp-train-1024'")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--tinydiff-root", default=ROOT,
+                    help="checkout whose engine the tinydiff side runs (its benchmarks/train_step.py), "
+                         "e.g. an older commit unpacked with git archive, for before/after tables")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON") or (
         DEFAULT_TORCH_PYTHON if os.path.exists(DEFAULT_TORCH_PYTHON) else sys.executable))
     args = ap.parse_args()
@@ -126,6 +130,8 @@ def main() -> None:
     blas_text += f", OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']})" if blas["OPENBLAS_CORETYPE"] else ")"
     print(f"date: {datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"machine: {machine()}; load average before/after: {load_before} / {load_after}")
+    if os.path.realpath(args.tinydiff_root) != os.path.realpath(ROOT):
+        print(f"tinydiff engine from: {args.tinydiff_root}")
     print(f"tinydiff: Python {platform.python_version()}, NumPy BLAS {blas_text}, "
           f"engine threads {first[0]['engine_threads']} (--threading {args.threading})")
     print(f"torch: {first[1]['torch']}, {first[1]['torch_threads']} threads, {first[1]['torch_blas']}")

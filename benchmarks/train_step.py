@@ -126,7 +126,11 @@ def main() -> None:
     base_rss = rss_mb()
     if prof is None:
         times = time_steps(step, args.steps, args.warmup, sync)
-        from autograd.ops._blocks import num_threads
+        try:
+            from autograd.ops._blocks import num_threads
+        except ImportError:  # an engine from before it had threads of its own
+            def num_threads() -> int:
+                return 1
         extra = {"blas": blas(), "engine_threads": num_threads(), "threading": args.threading}
         if args.device == "cuda":  # CuPy's pool keeps what the step needed at its peak
             extra["gpu_peak_mb"] = xp.get_default_memory_pool().total_bytes() / 2**20
