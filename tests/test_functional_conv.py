@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from autograd import Tensor, gradcheck, no_grad
@@ -178,6 +178,12 @@ def test_interpolate_backward_sums_each_block():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("images_per_block", [1, 2])
 @given(problem=conv_problems(), n=st.integers(1, 5))
+# Unpadded 3x3 (the im2col windows come from x itself, not a padded copy) and padded, both
+# with several blocks.
+@example(problem=dict(shapes=((1, 2, 5, 4), (3, 2, 3, 3)), stride=(1, 1), padding=(0, 0), bias=True,
+                      channels_last=True, seed=5), n=5)
+@example(problem=dict(shapes=((1, 2, 5, 4), (3, 2, 3, 3)), stride=(2, 1), padding=(1, 0), bias=False,
+                      channels_last=False, seed=6), n=4)
 def test_conv2d_blocks_of_images_match_reference(problem, n, images_per_block, threads):
     """The fast conv builds its im2col matrix a few images at a time (a cache-sized block), the
     blocks shared among threads: with blocks of 1 or 2 images, a short last block, on one
