@@ -113,6 +113,11 @@ def _blocks(x: Any, kernel: tuple[int, int], out_hw: tuple[int, int]) -> list[sl
     return batch_blocks(get_array_module(x), n, per_image, _BLOCK_BYTES)
 
 
+def _columns_are_x(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> bool:
+    """A 1x1 convolution at stride 1 without padding: its im2col matrix is x itself (NHWC rows)."""
+    return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
+
 def _column_blocks(x: Any, blocks: list[slice], kernel: tuple[int, int], stride: tuple[int, int],
                    padding: tuple[int, int], out_hw: tuple[int, int],
                    ones_column: bool = False) -> Iterator[tuple[slice, Any]]:
@@ -129,8 +134,8 @@ def _column_blocks(x: Any, blocks: list[slice], kernel: tuple[int, int], stride:
     xp = get_array_module(x)
     _, h, w, c = x.shape
     (kh, kw), (ph, pw), (ho, wo) = kernel, padding, out_hw
-    if kernel == (1, 1) and stride == (1, 1) and padding == (0, 0):
-        for block in blocks:  # a 1x1 convolution's columns are x itself (no copy if x is NHWC)
+    if _columns_are_x(kernel, stride, padding):
+        for block in blocks:  # no copy if x is NHWC
             cols = xp.ascontiguousarray(x[block]).reshape(-1, c)
             yield slice(block.start * h * w, block.stop * h * w), cols
         return
@@ -168,8 +173,7 @@ def _correlate(x: Any, w_mat: Any, kernel: tuple[int, int], stride: tuple[int, i
     """
     xp = get_array_module(x)
     out = xp.empty((x.shape[0] * out_hw[0] * out_hw[1], w_mat.shape[1]), dtype=x.dtype)
-    one_by_one = kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)  # columns = x: no room
-    fold = bias is not None and not one_by_one
+    fold = bias is not None and not _columns_are_x(kernel, stride, padding)  # x has no room for the ones
     w_ext = xp.concatenate([w_mat, bias.reshape(1, -1)]) if fold else w_mat
 
     def correlate_blocks(blocks: list[slice]) -> None:
@@ -199,10 +203,11 @@ def _weight_grad(x: Any, g_mat: Any, kernel: tuple[int, int], stride: tuple[int,
         db = xp.zeros(g_mat.shape[1], dtype=x.dtype) if bias_grad else None
         part = xp.empty_like(dw)
         for rows, cols in _column_blocks(x, blocks, kernel, stride, padding, out_hw):
-            xp.matmul(cols.T, g_mat[rows], out=part)
+            g_block = g_mat[rows]
+            xp.matmul(cols.T, g_block, out=part)
             dw += part
             if db is not None:
-                db += g_mat[rows].sum(axis=0)
+                db += g_block.sum(axis=0)
         return dw, db
 
     parts = run_blocks(weight_grad_blocks, _blocks(x, kernel, out_hw))
