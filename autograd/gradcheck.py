@@ -14,6 +14,23 @@ from autograd.backend import get_array_module, to_numpy
 from autograd.tensor import Tensor, no_grad
 
 
+def central_differences(loss_value: Callable[[], float], x: Any, eps: float = 1e-6,
+                        index: tuple[int, ...] | None = None) -> Any:
+    """dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps) for every element i of the array
+    ``x`` (or only the element ``index``), nudging x in place and restoring it; ``loss_value()``
+    must read x. Returns a float64 NumPy array of x's shape (a number with ``index``)."""
+    grad = numpy.zeros(x.shape)
+    for i in numpy.ndindex(x.shape) if index is None else [index]:
+        orig = float(x[i])
+        x[i] = orig + eps
+        plus = loss_value()
+        x[i] = orig - eps
+        minus = loss_value()
+        x[i] = orig
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad if index is None else grad[index]
+
+
 class GradcheckError(AssertionError):
     """The analytic and numeric gradients disagree; the message says where."""
 
@@ -49,20 +66,10 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], eps: float = 
     for k in checked:
         x = inputs[k]
         analytic = to_numpy(x.grad) if x.grad is not None else numpy.zeros(x.shape)
-        # A private C-ordered copy: its flat view perturbs x alone (never an array x shares memory
-        # with), and unlike ascontiguousarray it keeps a 0-d input 0-d.
+        # A private C-ordered copy: nudging it in place perturbs x alone (never an array x shares
+        # memory with), and unlike ascontiguousarray it keeps a 0-d input 0-d.
         x.data = x.data.copy(order="C")
-        flat = x.data.reshape(-1)
-        numeric = numpy.empty(x.size)
-        for i in range(x.size):
-            orig = float(flat[i])
-            flat[i] = orig + eps
-            plus = loss_value()
-            flat[i] = orig - eps
-            minus = loss_value()
-            flat[i] = orig
-            numeric[i] = (plus - minus) / (2 * eps)
-        numeric = numeric.reshape(x.shape)
+        numeric = central_differences(loss_value, x.data, eps)
         bad = ~numpy.isclose(analytic, numeric, atol=atol, rtol=rtol)
         if bad.any():
             where = tuple(int(i) for i in numpy.argwhere(bad)[0])
