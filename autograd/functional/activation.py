@@ -11,7 +11,7 @@ from typing import Any
 
 from autograd.backend import get_array_module
 from autograd.ops import _blocks
-from autograd.ops._blocks import even_blocks, run_blocks
+from autograd.ops._blocks import row_blocks, run_blocks
 from autograd.functional.special import erf
 from autograd.tensor import Tensor, make_node
 
@@ -55,14 +55,6 @@ def tanh(input: Tensor) -> Tensor:
     return input.tanh()
 
 
-def _row_blocks(x: Any) -> list[Any]:
-    """Slices of x's first axis, one per thread when x is big enough to be worth sharing out;
-    else the whole of x."""
-    if x.ndim == 0 or x.nbytes < _SPLIT_BYTES:
-        return [...]
-    return even_blocks(get_array_module(x), x.shape[0], 1)
-
-
 def silu(input: Tensor) -> Tensor:
     """y = x s(x), s the logistic sigmoid.    dy/dx = s + x s (1 - s) = s + y (1 - s).
 
@@ -71,7 +63,7 @@ def silu(input: Tensor) -> Tensor:
     """
     xp, x = input.xp, input.data
     s, y = xp.empty_like(x), xp.empty_like(x)
-    blocks = _row_blocks(x)
+    blocks = row_blocks(xp, x, _SPLIT_BYTES)
 
     def forward_rows(run: list[Any]) -> None:
         for r in run:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from autograd.ops import _blocks
-from autograd.ops._blocks import even_blocks, run_blocks
+from autograd.ops._blocks import even_blocks, row_blocks, run_blocks
 from autograd.ops.shape import _inverse, _memory_order
 from autograd.random import default_generator
 from autograd.tensor import Tensor, make_node
@@ -142,7 +142,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
     y = xp.empty_like(x)
     # The draw above is one sequential stream (the same mask for any thread count); the products
     # are shared among the engine's threads, a slice of the first axis each.
-    blocks = even_blocks(xp, x.shape[0], 1) if x.ndim and x.nbytes >= _SPLIT_BYTES else [...]
+    blocks = row_blocks(xp, x, _SPLIT_BYTES)
 
     def scale_kept(dst: Any, src: Any) -> None:
         def rows(run: list[Any]) -> None:

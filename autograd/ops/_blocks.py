@@ -51,6 +51,15 @@ def even_blocks(xp: Any, n: int, min_size: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def row_blocks(xp: Any, a: Any, split_bytes: int) -> list[Any]:
+    """For elementwise work over array ``a``: one slice of its first axis per thread when ``a``
+    has at least ``split_bytes`` (enough work to pay for waking the other threads); else
+    ``[...]``, the whole of ``a`` on the calling thread."""
+    if a.ndim == 0 or a.nbytes < split_bytes:
+        return [...]
+    return even_blocks(xp, a.shape[0], 1)
+
+
 @functools.lru_cache(maxsize=None)
 def num_threads() -> int:
     """Threads for block work, read once at first use: AUTOGRAD_NUM_THREADS if set; else every

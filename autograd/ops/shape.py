@@ -184,7 +184,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         out = xp.empty([shape[d] for d in order], dtype=dtype).transpose(_inverse(order))
         # Joining along a later axis, the copies are shared among the engine's threads, a slice of
         # the first axis each (every row r of the result is made of the inputs' rows r).
-        rows = _blocks.even_blocks(xp, shape[0], 1) if axis > 0 and out.nbytes >= _SPLIT_BYTES else [...]
+        rows = _blocks.row_blocks(xp, out, _SPLIT_BYTES) if axis > 0 else [...]
 
         def copy_rows(run: list[Any]) -> None:
             for r in run:
