@@ -8,7 +8,7 @@ save and restore it exactly.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy
 
@@ -45,3 +45,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore a snapshot taken by ``get_rng_state``."""
     manual_seed(state["seed"])
     _generators["numpy"].bit_generator.state = state["numpy"]
+
+
+def take_uint32(generator: Any, n: int) -> Callable[[int, int], Any]:
+    """Take the next ``n`` uniform integers in [0, 2^32) from a NumPy ``generator``'s stream and
+    return ``read(start, stop)``, which gives numbers start..stop-1 of them.
+
+    The numbers are the 32-bit halves of ceil(n/2) raw 64-bit draws (``random_raw``), whatever
+    order the pieces are read in. A PCG stream (PCG64, the default, or PCG64DXSM) can skip
+    ahead by any number of draws, so there each ``read`` draws only its own piece, from a copy
+    of the stream advanced to it: several threads can draw their pieces of one array at the
+    same time and still get what one sequential draw would have given. Other bit generators
+    draw all ``n`` here (Philox skips ahead too, but by its blocks of four draws).
+    """
+    bit_generator = generator.bit_generator
+    words = -(-n // 2)
+    if not isinstance(bit_generator, (numpy.random.PCG64, numpy.random.PCG64DXSM)):
+        drawn = bit_generator.random_raw(words).view(numpy.uint32)
+        return lambda start, stop: drawn[start:stop]
+    state = bit_generator.state
+    bit_generator.advance(words)  # the generator moves past all n now, as a full draw would
+
+    def read(start: int, stop: int) -> Any:
+        first = start // 2  # the 64-bit word that holds number `start`
+        stream = type(bit_generator)()
+        stream.state = state
+        stream.advance(first)
+        halves = stream.random_raw(-(-stop // 2) - first).view(numpy.uint32)
+        return halves[start - 2 * first:stop - 2 * first]
+    return read

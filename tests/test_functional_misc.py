@@ -207,29 +207,49 @@ def test_dropout_is_deterministic_given_a_generator_or_the_seed():
     assert not np.array_equal(c, d)  # the default generator advances
 
 
+def serial_uint32(bit_generator, n):
+    """The definition of dropout's stream: the 32-bit halves of ceil(n/2) raw draws, in order."""
+    return bit_generator.random_raw(-(-n // 2)).view(np.uint32)[:n]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("layout", ["C order", "channels-last"])
-def test_dropout_gradient_is_the_scaled_mask(layout, threads, monkeypatch):
-    """Also with the products shared among threads (forced on a small input): the mask does
-    not depend on the thread count, and lines up with a channels-last input."""
+@pytest.mark.parametrize("layout", ["C order", "channels-last", "odd rows"])
+@pytest.mark.parametrize("bits", [np.random.PCG64, np.random.SFC64])
+def test_dropout_gradient_is_the_scaled_mask(bits, layout, threads, monkeypatch):
+    """Also with the draw and products shared among threads (forced on a small input): the
+    mask is one sequential stream whatever the thread count (rows of odd length start some
+    threads half-way through a 64-bit draw), and lines up with a channels-last input."""
     import sys
     from autograd.ops import _blocks
     monkeypatch.setattr(sys.modules["autograd.functional.linear"], "_SPLIT_BYTES", 0)
     monkeypatch.setattr(_blocks, "num_threads", lambda: threads)
     rng = np.random.default_rng(1)
-    data = rng.uniform(1, 2, (6, 5, 4, 3))
+    shape = (7, 3, 3) if layout == "odd rows" else (6, 5, 4, 3)
+    data = rng.uniform(1, 2, shape)
+    memory_shape = shape
     if layout == "channels-last":  # the mask is drawn in memory order: it must still line up
         data = np.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        memory_shape = (6, 4, 3, 5)
     x = Tensor(data, requires_grad=True)
-    y = F.dropout(x, 0.25, generator=np.random.default_rng(3))
-    u = np.random.default_rng(3).random((6, 4, 3, 5) if layout == "channels-last" else (6, 5, 4, 3))
-    drawn_kept = (u >= 0.25).transpose(0, 3, 1, 2) if layout == "channels-last" else u >= 0.25
-    np.testing.assert_array_equal(y.data != 0, drawn_kept)  # the one stream, whatever the threads
+    y = F.dropout(x, 0.25, generator=np.random.Generator(bits(3)))
+    u = serial_uint32(bits(3), data.size).reshape(memory_shape)
+    drawn_kept = u >= 2**30  # 0.25 * 2^32
+    if layout == "channels-last":
+        drawn_kept = drawn_kept.transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(y.data != 0, drawn_kept)
     g = rng.standard_normal(y.shape)
     y.backward(g)
     mask = y.data != 0
     np.testing.assert_allclose(x.grad, g * mask / 0.75, rtol=1e-12)
     np.testing.assert_allclose(y.data, x.data * mask / 0.75, rtol=1e-12)
+
+
+def test_dropout_moves_the_generator_past_its_mask():
+    """The next draw after a dropout is the one after its n numbers, as if drawn in one go."""
+    rng, reference = np.random.default_rng(5), np.random.default_rng(5)
+    F.dropout(Tensor(np.ones((9, 7))), 0.5, generator=rng)
+    serial_uint32(reference.bit_generator, 63)
+    assert rng.standard_normal() == reference.standard_normal()
 
 
 def test_dropout_edge_cases():

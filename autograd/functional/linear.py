@@ -5,12 +5,13 @@ one, its forward and both weight gradients are single matrix products.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from autograd.ops import _blocks
 from autograd.ops._blocks import even_blocks, row_blocks, run_blocks
 from autograd.ops.shape import _inverse, _memory_order
-from autograd.random import default_generator
+from autograd.random import default_generator, take_uint32
 from autograd.tensor import Tensor, make_node
 
 # Rows below which a linear layer's GEMM is not worth splitting among threads.
@@ -130,30 +131,47 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
     if p == 1.0:  # everything dropped; 1/(1-p) would divide by zero
         return make_node(xp.zeros_like(x), (input,), lambda g: (xp.zeros_like(g),), "dropout")
     rng = default_generator(xp) if generator is None else generator
-    draw_dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
-    # Drawn in x's memory order (NHWC for a channels-last map), so that the mask and x are read
-    # in step: a C-order mask against channels-last data makes every product a strided gather.
+    # Everything runs in x's memory order (N, H, W, C for a channels-last map), so that the mask
+    # is drawn as the stream runs through memory and x, the mask and y are read in step.
     order = _memory_order(x)
-    u = rng.random(tuple(x.shape[d] for d in order), dtype=draw_dtype).transpose(_inverse(order))
-    # P(u >= p) = 1 - p for u uniform on [0, 1). The mask is kept as bools: a quarter of a float
-    # mask's memory, for as long as the graph lives.
-    keep = u >= p
-    scale = 1.0 / (1.0 - p)
-    y = xp.empty_like(x)
-    # The draw above is one sequential stream (the same mask for any thread count); the products
-    # are shared among the engine's threads, a slice of the first axis each.
-    blocks = row_blocks(xp, x, _SPLIT_BYTES)
+    y = xp.empty_like(x)  # (in x's layout)
+    xm, ym = x.transpose(order), y.transpose(order)
+    keep = xp.empty(xm.shape, dtype=bool)  # kept as bools: a quarter of a float mask's memory
+    row = math.prod(xm.shape[1:])
+    if getattr(rng, "bit_generator", None) is not None:
+        # u uniform on {0, ..., 2^32 - 1}: P(u >= round(p 2^32)) = 1 - p to within 2^-33. Each
+        # thread draws its own rows of the one stream (autograd.random.take_uint32): the mask is
+        # the same for any thread count, and the draw no longer runs on one core.
+        read = take_uint32(rng, xm.size)
+        threshold = xp.uint32(min(round(p * 2**32), 2**32 - 1))
 
-    def scale_kept(dst: Any, src: Any) -> None:
-        def rows(run: list[Any]) -> None:
-            for r in run:
-                xp.multiply(src[r], keep[r], out=dst[r])
-                dst[r] *= scale
-        run_blocks(rows, blocks)
-    scale_kept(y, x)
+        def draw(rows: slice, out: Any) -> None:
+            bits = read(rows.start * row, rows.stop * row)
+            xp.greater_equal(bits.reshape(out.shape), threshold, out=out)
+    else:  # CuPy: P(u >= p) = 1 - p for u uniform on [0, 1)
+        draw_dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
+        u = rng.random(xm.shape, dtype=draw_dtype)
+
+        def draw(rows: slice, out: Any) -> None:
+            xp.greater_equal(u[rows], p, out=out)
+    scale = 1.0 / (1.0 - p)
+    blocks = [slice(0, xm.shape[0]) if r is ... else r for r in row_blocks(xp, xm, _SPLIT_BYTES)]
+
+    def forward_rows(run: list[slice]) -> None:
+        for r in run:
+            draw(r, keep[r])
+            xp.multiply(xm[r], keep[r], out=ym[r])
+            ym[r] *= scale
+    run_blocks(forward_rows, blocks)
 
     def backward(g):
         gx = xp.empty_like(x)
-        scale_kept(gx, g)
+        gm, gxm = g.transpose(order), gx.transpose(order)
+
+        def backward_rows(run: list[slice]) -> None:
+            for r in run:
+                xp.multiply(gm[r], keep[r], out=gxm[r])
+                gxm[r] *= scale
+        run_blocks(backward_rows, blocks)
         return (gx,)
     return make_node(y, (input,), backward, "dropout")
