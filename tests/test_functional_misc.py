@@ -131,6 +131,49 @@ def test_linear_split_by_rows_among_threads(threads, rows, n_in, n_out, frozen, 
         else:
             assert t.grad is None
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@given(lead=st.lists(st.integers(0, 5), max_size=2), n_in=st.integers(1, 4), n_out=st.integers(1, 4),
+       frozen=st.sampled_from(["none", "input", "weight", "bias", "no bias"]), seed=st.integers(0, 2**32 - 1))
+def test_linear_silu_is_silu_of_linear(threads, lead, n_in, n_out, frozen, seed):
+    """The fused op against the formulas written the other way: y = z expit(z) with SciPy's
+    logistic, dL/dz = g (s + z s (1 - s)) from z (the op works from y), then linear's rules;
+    rows shared among 1-3 threads on every row count."""
+    import sys
+    from autograd.ops import _blocks
+    from autograd.functional.linear import linear_silu
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(tuple(lead) + (n_in,)) * 3
+    w, b = rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+    tx, tw = Tensor(x, requires_grad=frozen != "input"), Tensor(w, requires_grad=frozen != "weight")
+    tb = None if frozen == "no bias" else Tensor(b, requires_grad=frozen != "bias")
+    z = np.einsum("...i,oi->...o", x, w) + (0 if tb is None else b)
+    s = expit(z)
+    g = rng.standard_normal(z.shape)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules["autograd.functional.linear"], "_MIN_ROWS", 1)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        y = linear_silu(tx, tw, tb)
+        if z.size and (tx.requires_grad or tw.requires_grad or (tb is not None and tb.requires_grad)):
+            y.backward(g)
+    np.testing.assert_allclose(y.data, z * s, rtol=1e-12, atol=1e-12)
+    if not z.size or y._backward is None:
+        return
+    dz = (g * (s + z * s * (1 - s))).reshape(-1, n_out)
+    x2 = x.reshape(-1, n_in)
+    for t, expected in ((tx, (dz @ w).reshape(x.shape)), (tw, dz.T @ x2), (tb, dz.sum(axis=0))):
+        if t is not None and t.requires_grad:
+            np.testing.assert_allclose(t.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_silu_gradcheck_and_errors():
+    from autograd.functional.linear import linear_silu
+    rng = np.random.default_rng(4)
+    x, w, b = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((3, 4), (2, 4), (2,)))
+    assert gradcheck(linear_silu, [x, w, b])
+    with pytest.raises(ValueError, match=r"linear_silu: input .*\(3, 4\).*\(2, 5\)"):
+        linear_silu(x, Tensor(np.zeros((2, 5))))
+
+
 def test_linear_keeps_float32_and_skips_frozen_inputs():
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((5, 3)).astype(np.float32))

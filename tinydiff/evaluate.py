@@ -33,7 +33,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -246,7 +246,7 @@ class DigitMetrics:
     fid: float | None               # vs the test set's features (None if not computed)
 
     def report(self) -> str:
-        lines = [f"  classes (%)      " + " ".join(f"{d}:{100 * h:4.1f}" for d, h in enumerate(self.histogram)),
+        lines = ["  classes (%)      " + " ".join(f"{d}:{100 * h:4.1f}" for d, h in enumerate(self.histogram)),
                  f"  smallest class   {100 * min(self.histogram):.1f}%",
                  f"  mean confidence  {self.mean_confidence:.3f}"]
         if self.label_agreement is not None:

@@ -67,12 +67,7 @@ def silu(input: Tensor) -> Tensor:
 
     def forward_rows(run: list[Any]) -> None:
         for r in run:
-            yr, sr = y[r], s[r]
-            xp.multiply(x[r], 0.5, out=yr)  # h
-            xp.tanh(yr, out=sr)
-            sr += 1                         # 1 + tanh h = 2 s
-            yr *= sr                        # h (1 + tanh h) = x s
-            sr *= 0.5
+            silu_rows(xp, x[r], y[r], s[r])
     run_blocks(forward_rows, blocks)
 
     def backward(g):
@@ -81,14 +76,28 @@ def silu(input: Tensor) -> Tensor:
 
         def backward_rows(run: list[Any]) -> None:
             for r in run:
-                gr = gx[r]
-                xp.subtract(1, s[r], out=gr)
-                gr *= y[r]
-                gr += s[r]
-                gr *= g[r]
+                silu_grad_rows(xp, g[r], y[r], s[r], out=gx[r])
         run_blocks(backward_rows, blocks)
         return (gx,)
     return make_node(y, (input,), backward, "silu")
+
+
+def silu_rows(xp: Any, z: Any, y: Any, s: Any) -> None:
+    """Array-level y = z s(z) and s = s(z), written into ``y`` (which may be ``z``) and ``s``:
+    y = h (1 + tanh h) with h = z/2, five passes over rows that stay in cache."""
+    xp.multiply(z, 0.5, out=y)  # h
+    xp.tanh(y, out=s)
+    s += 1                      # 1 + tanh h = 2 s
+    y *= s                      # h (1 + tanh h) = z s
+    s *= 0.5
+
+
+def silu_grad_rows(xp: Any, g: Any, y: Any, s: Any, out: Any) -> None:
+    """Array-level dL/dz = g (s + y (1 - s)) from silu's output y and logistic s, into ``out``."""
+    xp.subtract(1, s, out=out)
+    out *= y
+    out += s
+    out *= g
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
