@@ -306,6 +306,12 @@ def test_dropout_edge_cases():
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"in \[0, 1\]"):
             F.dropout(x, bad)
+    scalar = Tensor(np.array(3.0), requires_grad=True)  # 0-d: drawn as one row of one number
+    y = F.dropout(scalar, 0.5, generator=np.random.default_rng(0))
+    kept = serial_uint32(np.random.PCG64(0), 1)[0] >= 2**31
+    assert y.shape == () and y.data == (6.0 if kept else 0.0)
+    y.backward()
+    assert scalar.grad.shape == () and scalar.grad == (2.0 if kept else 0.0)
 
 
 # ----------------------------------------------------------------------------- losses

@@ -159,10 +159,14 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
     # Everything runs in x's memory order (N, H, W, C for a channels-last map), so that the mask
     # is drawn as the stream runs through memory and x, the mask and y are read in step.
     order = _memory_order(x)
+    memory_shape = tuple(x.shape[d] for d in order) or (1,)  # (a 0-d x as one row of one)
+
+    def in_memory_order(a: Any) -> Any:  # a view of an array laid out as x is
+        return a.transpose(order).reshape(memory_shape)
     y = xp.empty_like(x)  # (in x's layout)
-    xm, ym = x.transpose(order), y.transpose(order)
-    keep = xp.empty(xm.shape, dtype=bool)  # kept as bools: a quarter of a float mask's memory
-    row = math.prod(xm.shape[1:])
+    xm, ym = in_memory_order(x), in_memory_order(y)
+    keep = xp.empty(memory_shape, dtype=bool)  # kept as bools: a quarter of a float mask's memory
+    row = math.prod(memory_shape[1:])
     if getattr(rng, "bit_generator", None) is not None:
         # u uniform on {0, ..., 2^32 - 1}: P(u >= round(p 2^32)) = 1 - p to within 2^-33. Each
         # thread draws its own rows of the one stream (autograd.random.take_uint32): the mask is
@@ -191,7 +195,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
 
     def backward(g):
         gx = xp.empty_like(x)
-        gm, gxm = g.transpose(order), gx.transpose(order)
+        gm, gxm = in_memory_order(g), in_memory_order(gx)
 
         def backward_rows(run: list[slice]) -> None:
             for r in run:
