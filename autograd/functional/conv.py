@@ -23,7 +23,7 @@ import operator
 from typing import Any, Iterator, NamedTuple
 
 from autograd.backend import device_of, get_array_module
-from autograd.ops._blocks import batch_blocks, run_blocks
+from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 from autograd.tensor import Tensor, make_node
 
 
@@ -210,13 +210,7 @@ def _weight_grad(x: Any, g_mat: Any, kernel: tuple[int, int], stride: tuple[int,
                 db += g_block.sum(axis=0)
         return dw, db
 
-    parts = run_blocks(weight_grad_blocks, _blocks(x, kernel, out_hw))
-    dw, db = parts[0]
-    for part_dw, part_db in parts[1:]:
-        dw += part_dw
-        if db is not None:
-            db += part_db
-    return dw, db
+    return sum_runs(run_blocks(weight_grad_blocks, _blocks(x, kernel, out_hw)))
 
 
 # ---------------------------------------------------------------------------- conv2d

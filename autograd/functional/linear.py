@@ -11,7 +11,7 @@ from typing import Any
 
 from autograd.functional.activation import silu_grad_rows, silu_rows
 from autograd.ops import _blocks
-from autograd.ops._blocks import even_blocks, row_blocks, run_blocks
+from autograd.ops._blocks import even_blocks, row_blocks, run_blocks, sum_runs
 from autograd.ops.shape import _memory_order
 from autograd.random import default_generator, take_uint32
 from autograd.tensor import Tensor, make_node
@@ -20,16 +20,6 @@ from autograd.tensor import Tensor, make_node
 _MIN_ROWS = 256
 # Bytes below which dropout's products run whole on the calling thread.
 _SPLIT_BYTES = _blocks.SPLIT_BYTES
-
-
-def _sum_parts(parts: list[Any]) -> Any:
-    parts = [p for p in parts if p is not None]
-    if not parts:
-        return None
-    total = parts[0]
-    for p in parts[1:]:
-        total += p
-    return total
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -105,9 +95,7 @@ def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: b
                     part = gz[r].sum(axis=0)
                     gb = part if gb is None else gb + part
             return gw, gb
-        parts = run_blocks(backward_rows, blocks)
-        gw = _sum_parts([p[0] for p in parts]) if need_w else None
-        gb = _sum_parts([p[1] for p in parts]) if need_b else None
+        gw, gb = sum_runs(run_blocks(backward_rows, blocks))
         if need_w and gw is None:  # no rows at all
             gw = xp.zeros_like(w)
         if need_b and gb is None:

@@ -30,7 +30,7 @@ import math
 from typing import Any, Sequence
 
 from autograd.backend import get_array_module
-from autograd.ops._blocks import batch_blocks, run_blocks
+from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 from autograd.tensor import Tensor, is_grad_enabled, make_node
 
 # --------------------------------------------------------------------------- group norm core
@@ -166,11 +166,7 @@ def _normalize_backward(g: Any, x: Any, num_groups: int, gamma: Any, mu: Any, rs
             dxb += coef_c
         return dgamma, dbeta
 
-    parts = run_blocks(backward_blocks, _blocks(x))
-    dgamma, dbeta = parts[0]
-    for more_gamma, more_beta in parts[1:]:
-        dgamma += more_gamma
-        dbeta += more_beta
+    dgamma, dbeta = sum_runs(run_blocks(backward_blocks, _blocks(x)))
     return (dx if need_x else None), (dgamma if need_gamma else None), (dbeta if need_beta else None)
 
 

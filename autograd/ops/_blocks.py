@@ -97,3 +97,19 @@ def run_blocks(fn: Callable[[list[slice]], T], blocks: list[slice]) -> list[T]:
     results = [fn(runs[0])]
     results += [future.result() for future in futures]
     return results
+
+
+def sum_runs(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Add up partial sums that ``run_blocks`` returned, one tuple per run (e.g. (dW, db) of the
+    run's rows): the totals, entry by entry, accumulated in place into the first array seen.
+    An entry that is None in a run adds nothing; it stays None if no run had it."""
+    totals = list(parts[0])
+    for more in parts[1:]:
+        for i, part in enumerate(more):
+            if part is None:
+                continue
+            if totals[i] is None:
+                totals[i] = part
+            else:
+                totals[i] += part
+    return tuple(totals)
