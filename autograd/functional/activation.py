@@ -86,10 +86,17 @@ def silu_rows(xp: Any, z: Any, y: Any, s: Any) -> None:
     """Array-level y = z s(z) and s = s(z), written into ``y`` (which may be ``z``) and ``s``:
     y = h (1 + tanh h) with h = z/2, five passes over rows that stay in cache."""
     xp.multiply(z, 0.5, out=y)  # h
-    xp.tanh(y, out=s)
+    silu_of_half(xp, y, s)
+
+
+def silu_of_half(xp: Any, h: Any, s: Any, keep_s: bool = True) -> None:
+    """In place, ``h`` = z/2 on entry and z s(z) = h (1 + tanh h) on exit; ``s`` gets s(z), or,
+    with ``keep_s=False``, is only scratch (one pass fewer: it is left holding 2 s(z))."""
+    xp.tanh(h, out=s)
     s += 1                      # 1 + tanh h = 2 s
-    y *= s                      # h (1 + tanh h) = z s
-    s *= 0.5
+    h *= s                      # h (1 + tanh h) = z s
+    if keep_s:
+        s *= 0.5
 
 
 def silu_grad_rows(xp: Any, g: Any, y: Any, s: Any, out: Any) -> None:

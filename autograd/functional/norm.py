@@ -30,6 +30,7 @@ import math
 from typing import Any, Sequence
 
 from autograd.backend import get_array_module
+from autograd.functional.activation import silu_grad_rows, silu_of_half
 from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 from autograd.tensor import Tensor, is_grad_enabled, make_node
 
@@ -104,13 +105,8 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
             yb *= scale
             if shift is not None:
                 yb += shift
-            if silu:
-                sb = s[b] if s is not None else scratch[:yb.shape[0]]
-                xp.tanh(yb, out=sb)
-                sb += 1        # 1 + tanh h = 2 s
-                yb *= sb       # h (1 + tanh h) = z s
-                if s is not None:
-                    sb *= 0.5
+            if silu:  # yb holds h = z/2
+                silu_of_half(xp, yb, s[b] if s is not None else scratch[:yb.shape[0]], keep_s=s is not None)
 
     run_blocks(normalize_blocks, _blocks(x))
     return y, s, mu, rstd
@@ -135,12 +131,8 @@ def _normalize_backward(g: Any, x: Any, num_groups: int, gamma: Any, mu: Any, rs
         for b in blocks:
             gb = g[b]
             if silu:  # dL/dz into dx's block, where dx is then computed in place
-                gz = dx[b]
-                xp.subtract(1, s[b], out=gz)
-                gz *= y[b]
-                gz += s[b]
-                gz *= gb
-                gb = gz
+                silu_grad_rows(xp, gb, y[b], s[b], out=dx[b])
+                gb = dx[b]
             sum_g = _spatial_sum(gb)                                           # (n_b, C): sum_* g
             mu_c = xp.repeat(mu[b], group_size, axis=1)                       # (n_b, C)
             rstd_c = xp.repeat(rstd[b], group_size, axis=1)
