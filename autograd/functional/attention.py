@@ -114,43 +114,61 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise NotImplementedError("scaled_dot_product_attention: dropout_p must be 0 (attention dropout "
                                   "is not implemented); apply F.dropout to the output instead")
     _check_qkv(query, key, value)
-    xp = query.xp
     mask_t = _as_tensor_mask(attn_mask)
     mask = _additive_mask(query, key, mask_t, is_causal)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = query.data, key.data, value.data
     if mask is None and _splittable(q, k, v):
         return _attention_split_by_batch(query, key, value, scale)
+    p, out = _attend(q, k, v, mask, scale)
 
+    def backward(g):
+        need_mask = mask_t is not None and mask_t.requires_grad
+        dq, dk, dv, ds = _attend_backward(g, q, k, v, p, out, scale, query.requires_grad,
+                                          key.requires_grad, value.requires_grad, need_mask)
+        grads = tuple(None if d is None else unbroadcast(d, t.shape)
+                      for d, t in ((dq, query), (dk, key), (dv, value)))
+        if mask_t is None:
+            return grads
+        return grads + ((unbroadcast(ds, mask_t.shape) if need_mask else None),)
+
+    parents = (query, key, value) + ((mask_t,) if mask_t is not None else ())
+    return make_node(out, parents, backward, "scaled_dot_product_attention")
+
+
+def _attend(q: Any, k: Any, v: Any, mask: Any, scale: float, p: Any = None, out: Any = None) -> tuple[Any, Any]:
+    """Array-level forward: (P, O), P = softmax(Q K^T * scale + mask), O = P V, written into
+    ``p`` and ``out`` if given (else new arrays of the shapes the products broadcast to)."""
+    xp = get_array_module(q)
     # Scale Q (L x E) rather than the scores (L x S): same result, fewer multiplications when E < S.
-    p = xp.matmul(q * scale, xp.swapaxes(k, -1, -2))
+    p = xp.matmul(q * scale, xp.swapaxes(k, -1, -2), out=p)
     if mask is not None:
         if _broadcasts_to(mask.shape, p.shape):
             p += mask
         else:
             p = p + mask
     _softmax_inplace(p, -1)
-    out = xp.matmul(p, v)
+    return p, xp.matmul(p, v, out=out)
 
-    def backward(g):
-        dq = dk = dv = dmask = None
-        if value.requires_grad:
-            dv = unbroadcast(xp.matmul(xp.swapaxes(p, -1, -2), g), value.shape)
-        if query.requires_grad or key.requires_grad or (mask_t is not None and mask_t.requires_grad):
-            ds = xp.matmul(g, xp.swapaxes(v, -1, -2))            # dP
-            # rowsum(dP * P) = rowsum(dO * O), since O = P V: an (L, Ev) product instead of (L, S).
-            ds -= (g * out).sum(axis=-1, keepdims=True)
-            ds *= p                                              # dS = P * (dP - rowsum(dP * P))
-            if mask_t is not None and mask_t.requires_grad:
-                dmask = unbroadcast(ds, mask_t.shape)
-            if query.requires_grad:
-                dq = unbroadcast(xp.matmul(ds, k) * scale, query.shape)
-            if key.requires_grad:
-                dk = unbroadcast(xp.matmul(xp.swapaxes(ds, -1, -2), q) * scale, key.shape)
-        return (dq, dk, dv) + ((dmask,) if mask_t is not None else ())
 
-    parents = (query, key, value) + ((mask_t,) if mask_t is not None else ())
-    return make_node(out, parents, backward, "scaled_dot_product_attention")
+def _attend_backward(g: Any, q: Any, k: Any, v: Any, p: Any, out: Any, scale: float, need_q: bool,
+                     need_k: bool, need_v: bool, need_s: bool) -> tuple[Any, Any, Any, Any]:
+    """Array-level backward: (dQ, dK, dV, dS) from g = dO, each None where not needed, in the
+    shapes of the products (before any unbroadcast to a broadcast input's shape)."""
+    xp = get_array_module(g)
+    dq = dk = dv = ds = None
+    if need_v:
+        dv = xp.matmul(xp.swapaxes(p, -1, -2), g)
+    if need_q or need_k or need_s:
+        ds = xp.matmul(g, xp.swapaxes(v, -1, -2))            # dP
+        # rowsum(dP * P) = rowsum(dO * O), since O = P V: an (L, Ev) product instead of (L, S).
+        ds -= (g * out).sum(axis=-1, keepdims=True)
+        ds *= p                                              # dS = P * (dP - rowsum(dP * P))
+        if need_q:
+            dq = xp.matmul(ds, k) * scale
+        if need_k:
+            dk = xp.matmul(xp.swapaxes(ds, -1, -2), q) * scale
+    return dq, dk, dv, ds
 
 
 def _splittable(q: Any, k: Any, v: Any) -> bool:
@@ -163,8 +181,8 @@ def _splittable(q: Any, k: Any, v: Any) -> bool:
 
 
 def _attention_split_by_batch(query: Tensor, key: Tensor, value: Tensor, scale: float) -> Tensor:
-    """scaled_dot_product_attention without a mask, computed and differentiated a slice of the
-    first (batch) axis per engine thread: the same formulas as above, on each slice."""
+    """scaled_dot_product_attention without a mask, ``_attend`` and ``_attend_backward`` run on
+    a slice of the first (batch) axis per engine thread."""
     xp = query.xp
     q, k, v = query.data, key.data, value.data
     p = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype=xp.result_type(q, k))
@@ -173,32 +191,21 @@ def _attention_split_by_batch(query: Tensor, key: Tensor, value: Tensor, scale: 
 
     def forward(run: list[slice]) -> None:
         for r in run:
-            xp.matmul(q[r] * scale, xp.swapaxes(k[r], -1, -2), out=p[r])
-            _softmax_inplace(p[r], -1)
-            xp.matmul(p[r], v[r], out=out[r])
+            _attend(q[r], k[r], v[r], None, scale, p=p[r], out=out[r])
     _blocks.run_blocks(forward, blocks)
 
     def backward(g):
-        need_q, need_k, need_v = query.requires_grad, key.requires_grad, value.requires_grad
-        dq, dk, dv = (xp.empty_like(t.data) if need else None
-                      for t, need in ((query, need_q), (key, need_k), (value, need_v)))
+        need = (query.requires_grad, key.requires_grad, value.requires_grad)
+        grads = tuple(xp.empty_like(t.data) if n else None for t, n in zip((query, key, value), need))
 
         def backward_rows(run: list[slice]) -> None:
             for r in run:
-                if need_v:
-                    xp.matmul(xp.swapaxes(p[r], -1, -2), g[r], out=dv[r])
-                if need_q or need_k:
-                    ds = xp.matmul(g[r], xp.swapaxes(v[r], -1, -2))
-                    ds -= (g[r] * out[r]).sum(axis=-1, keepdims=True)
-                    ds *= p[r]
-                    if need_q:
-                        xp.matmul(ds, k[r], out=dq[r])
-                        dq[r] *= scale
-                    if need_k:
-                        xp.matmul(xp.swapaxes(ds, -1, -2), q[r], out=dk[r])
-                        dk[r] *= scale
+                parts = _attend_backward(g[r], q[r], k[r], v[r], p[r], out[r], scale, *need, False)
+                for grad, part in zip(grads, parts):
+                    if grad is not None:
+                        grad[r] = part
         _blocks.run_blocks(backward_rows, blocks)
-        return dq, dk, dv
+        return grads
 
     return make_node(out, (query, key, value), backward, "scaled_dot_product_attention")
 
