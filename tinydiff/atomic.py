@@ -1,0 +1,34 @@
+"""Small files written so that a crash at any moment leaves either the old file or the new one.
+
+``write_atomic(path, data)`` writes a temporary file beside ``path``, flushes and fsyncs it, and
+renames it over ``path`` (``os.replace`` is atomic on POSIX and Windows). Used for loss.csv when
+it must be rewritten and for config.json; checkpoints do the same in ``autograd.serialization``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace ``path`` by a file holding ``data``, atomically; returns the path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sync(f) -> None:
+    """Flush a file object and make its contents durable (rows written before a checkpoint must
+    survive any crash after the checkpoint appears)."""
+    f.flush()
+    os.fsync(f.fileno())
