@@ -62,3 +62,32 @@ def test_every_checkpoint_has_its_rows_durable_before_it(tmp_path, monkeypatch):
     assert [s for s, _ in checks] == [7, 14, 21, 28, 30]
     for step, rows in checks:
         assert rows == list(range(1, step + 1))
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed_on_the_next_start(tmp_path):
+    # Defect 2: kills during a checkpoint write left .checkpoint.npz.<hex>.tmp files behind.
+    Trainer(tiny_config(tmp_path, steps=10)).train()
+    stale = [tmp_path / ".checkpoint.npz.0123456789ab.tmp", tmp_path / ".loss.csv.x1y2z3.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    other = tmp_path / ".other.npz.0123456789ab.tmp"   # not one of this run's files: kept
+    other.write_bytes(b"x")
+    Trainer.resume(tmp_path, steps=12).train()
+    assert not any(p.exists() for p in stale) and other.exists()
+
+
+def test_sigterm_saves_after_the_step_like_ctrl_c(tmp_path):
+    # Defect 3: SIGTERM (kill, a scheduler, a closing terminal) lost the work since the last
+    # checkpoint; it now finishes the step, saves, and stops with exit code 128 + 15.
+    from tinydiff.train import TrainingInterrupted
+
+    def terminate(trainer, info):
+        if info.step == 13:
+            os.kill(os.getpid(), signal.SIGTERM)
+    trainer = Trainer(tiny_config(tmp_path, steps=50, ckpt_every=100), callbacks=[terminate])
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainer.train()
+    assert stop.value.exit_code == 143
+    assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 13
+    assert read_loss_log(tmp_path / "loss.csv")["step"].tolist() == list(range(1, 14))
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

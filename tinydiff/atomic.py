@@ -7,6 +7,7 @@ it must be rewritten and for config.json; checkpoints do the same in ``autograd.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -32,3 +33,22 @@ def sync(f) -> None:
     survive any crash after the checkpoint appears)."""
     f.flush()
     os.fsync(f.fileno())
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that writes of ``path`` left behind when killed mid-write
+    (``.NAME.<random>.tmp`` beside it, as written here and by ``autograd.serialization.save``);
+    returns what was removed. Call it only when no other process is writing ``path``."""
+    path = Path(path)
+    pattern = re.compile(r"\." + re.escape(path.name) + r"\.[A-Za-z0-9_]+\.tmp")
+    removed = []
+    for p in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        if pattern.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return re.sub(r"([*?\[])", r"[\1]", name)

@@ -514,8 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during training: 130 or 143
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
     except (CLIError, TrainingDiverged, CheckpointError, MNISTError, FileNotFoundError) as exc:
         print(f"tinydiff: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -21,7 +21,9 @@ uninterrupted one bit for bit (same machine and backend).
 Safety. A non-finite loss or gradient norm stops the run with `TrainingDiverged`, naming the
 step and the quantity, before the optimizer touches the weights; checkpoints are only ever
 written from finite weights, atomically, so the last good one survives. Ctrl-C finishes the
-current step, saves a checkpoint, and then raises KeyboardInterrupt.
+current step, saves a checkpoint, and then raises KeyboardInterrupt (``TrainingInterrupted``);
+SIGTERM does the same, so `kill` or a scheduler's stop loses no finished step. Temporaries that
+a killed run left beside its files are removed when the next run in that folder starts.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ import autograd.random as ag_random
 from autograd.backend import get_array_module, to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
-from tinydiff.atomic import sync, write_atomic
+from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
 from tinydiff.checkpoint import load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
@@ -65,6 +67,15 @@ RESUMABLE_OVERRIDES = frozenset({"steps", "device", "out_dir", "progress", "ckpt
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the gradient norm became NaN or infinite; the weights were not updated."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (SIGINT or SIGTERM); ``exit_code`` is the shell's 128 + signum."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
 
 
 # --------------------------------------------------------------------------- configuration
@@ -407,6 +418,8 @@ class Trainer:
         total = self.config.steps if steps is None else int(steps)
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name in (CHECKPOINT_NAME, LOG_NAME, "config.json"):
+            remove_stale_temporaries(self.out_dir / name)
         self._write_config_json()
         log_file, log = self._open_log()
         bar = self._progress_bar(total)
@@ -429,7 +442,7 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(self, info)
                 if self._stop_requested:
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(self._stop_requested)
                 if info.step % cfg.ckpt_every == 0 and info.step < total:
                     sync(log_file)  # the rows a checkpoint covers are on disk before it is
                     self.save()
@@ -466,23 +479,26 @@ class Trainer:
                     desc=f"train {self.config.task}")
 
     def _install_sigint_handler(self) -> Any:
-        """Defer the first Ctrl-C to the end of the current step (a second one stops at once)."""
+        """Defer the first Ctrl-C or SIGTERM (what `kill`, a job scheduler or a closing terminal
+        sends) to the end of the current step, where a checkpoint is saved; a second one stops
+        at once. Returns the previous handlers."""
         if threading.current_thread() is not threading.main_thread():
             return None
         self._stop_requested = False
 
         def handler(signum: int, frame: Any) -> None:
             if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            print("\nCtrl-C: stopping after this step and saving a checkpoint "
-                  "(press again to stop at once, without saving)", flush=True)
-        return signal.signal(signal.SIGINT, handler)
+                raise TrainingInterrupted(signum)
+            self._stop_requested = signum
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"\n{name}: stopping after this step and saving a checkpoint "
+                  "(send it again to stop at once, without saving)", flush=True)
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
     def _restore_sigint_handler(previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, old in (previous or {}).items():
+            signal.signal(signum, old)
 
     # ------------------------------------------------------------------ logging
 
