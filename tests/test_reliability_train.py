@@ -91,3 +91,35 @@ def test_sigterm_saves_after_the_step_like_ctrl_c(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.npz")["step"] == 13
     assert read_loss_log(tmp_path / "loss.csv")["step"].tolist() == list(range(1, 14))
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_last_good_checkpoint_after_a_blow_up_samples_finite_values(tmp_path, capsys):
+    # Defect 4: with --lr 1e6 the weights reached 1e6 while the loss was still finite, were
+    # saved as "the last good checkpoint", and `tinydiff sample` then gave all-NaN, exit 0.
+    from tinydiff import cli
+    out = tmp_path / "N1"
+    code = cli.main(["train", "toy2d", "--lr", "1e6", "--grad-clip", "0", "--warmup-steps", "0",
+                     "--ckpt-every", "1", "--steps", "300", "--out", str(out), "--hidden-dim", "32",
+                     "--num-layers", "2", "--timesteps", "50", "--batch-size", "64",
+                     "--no-progress", "--no-preview"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Start a new run (another --out) with a smaller --lr" in err
+    if (out / "checkpoint.npz").exists():  # whatever was kept samples finite points
+        state = load_checkpoint(out / "checkpoint.npz")
+        assert max(np.abs(w).max() for w in state["ema"]["shadow"].values()) < 1e3
+        npy = tmp_path / "s.npy"
+        assert cli.main(["sample", str(out), "--n", "16", "--out", str(tmp_path / "s.png"),
+                         "--save-npy", str(npy), "--no-progress"]) == 0
+        assert np.isfinite(np.load(npy)).all()
+
+
+def test_weights_whose_samples_blow_up_are_not_saved(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, steps=5))
+    trainer.train()
+    saved = (tmp_path / "checkpoint.npz").read_bytes()
+    for p in trainer.model.parameters():
+        p.data *= 1e6          # finite, but the chain from x_T explodes
+    with pytest.raises(TrainingDiverged, match="samples from the raw weights are NaN or inf"):
+        trainer.save()
+    assert (tmp_path / "checkpoint.npz").read_bytes() == saved

@@ -43,13 +43,14 @@ import numpy as np
 
 import autograd.functional as F
 import autograd.random as ag_random
-from autograd.backend import get_array_module, to_device
+from autograd.backend import to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
 from tinydiff.checkpoint import load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
+from tinydiff.health import nonfinite_weights, sampling_is_finite
 from tinydiff.losses import sample_timesteps
 from tinydiff.schedules import SCHEDULES, make_beta_schedule
 
@@ -399,12 +400,10 @@ class Trainer:
         for name, value in (("loss", loss), ("gradient norm", grad_norm)):
             if not math.isfinite(value):
                 self._in_step = False  # nothing was updated: the state is still that of the last step
-                hint = (f" The learning rate was {lr:g}; a smaller --lr, a longer warmup or gradient "
-                        f"clipping may help.")
                 where = (f" The last good checkpoint ({self.checkpoint_path}) is untouched."
                          if self.checkpoint_path.exists() else " No checkpoint was written.")
-                raise TrainingDiverged(f"training diverged at step {step}: the {name} is {value}."
-                                       f"{hint}{where}")
+                raise TrainingDiverged(f"training diverged at step {step}: the {name} is {value} "
+                                       f"(learning rate {lr:g}).{where}{self._advice()}")
 
     def seconds(self) -> float:
         """Seconds spent training so far, summed over every resumption of the run."""
@@ -573,12 +572,42 @@ class Trainer:
         return path
 
     def _check_weights_finite(self) -> None:
+        """Refuse to save a state that is not good (``tinydiff.health``): NaN or inf weights, or
+        weights (raw or EMA) whose samples are not finite, as after a blow-up to 1e6."""
+        kept = (f"the last good checkpoint ({self.checkpoint_path}) is kept"
+                if self.checkpoint_path.exists() else "no checkpoint was written")
         for source, arrays in (("parameter", self.model.state_dict()), ("EMA weight", self.ema.shadow)):
-            for name, a in arrays.items():
-                xp = get_array_module(a)
-                if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
-                    raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: {source} "
-                                           f"{name!r} holds NaN or inf; the last good checkpoint is kept")
+            name = nonfinite_weights(arrays)
+            if name is not None:
+                raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: {source} "
+                                       f"{name!r} holds NaN or inf; {kept}.{self._advice()}")
+        was_training = self.model.training
+        try:
+            for source in ("raw", "EMA"):
+                if source == "EMA":
+                    with self.ema.swapped_into(self.model):
+                        ok = self._samples_finite()
+                else:
+                    ok = self._samples_finite()
+                if not ok:
+                    raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: samples "
+                                           f"from the {source} weights are NaN or inf (the weights "
+                                           f"blew up); {kept}.{self._advice()}")
+        finally:
+            self.model.train(was_training)
+
+    def _samples_finite(self) -> bool:
+        # The shape of the data actually trained on (batches may stand in for the config's).
+        shape = self._noise.shape[1:] if self._noise is not None else sample_shape(self.config)
+        return sampling_is_finite(self.model, self.diffusion, shape,
+                                  parameterization=self.config.parameterization,
+                                  device=self.config.device, num_classes=self.null_label)
+
+    def _advice(self) -> str:
+        """What to do after a divergence: a resumed run keeps its settings, so start a new one."""
+        cfg = self.config
+        return (f" Start a new run (another --out) with a smaller --lr (it was {cfg.lr:g}; try "
+                f"{cfg.lr / 10:g}), a longer --warmup-steps or --grad-clip 1.")
 
     @classmethod
     def resume(cls, path: str | os.PathLike, callbacks: Iterable[Callback] = (),
