@@ -390,7 +390,7 @@ def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
     from tinydiff.train import sample_shape
     T = run.config.timesteps
     steps = _sampler_steps(opt, T, default=100)
-    n = opt.n or TOY_N
+    n = TOY_N if opt.n is None else opt.n   # 0 is an error below, not the default
     result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
                       parameterization=run.config.parameterization)
@@ -416,7 +416,7 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
     test_features, _ = classify(classifier, test_images)
 
     steps = _sampler_steps(opt, T, default=20)
-    n = opt.n or MNIST_FID_N
+    n = MNIST_FID_N if opt.n is None else opt.n
     conditional = cfg.class_cond and not opt.unconditional
     guidance = (opt.guidance if opt.guidance is not None else DEFAULT_GUIDANCE) if conditional else 1.0
     labels = balanced_labels(n) if conditional else None

@@ -47,7 +47,7 @@ from autograd.backend import to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
-from tinydiff.checkpoint import load_checkpoint, save_checkpoint
+from tinydiff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
 from tinydiff.health import nonfinite_weights, sampling_is_finite
@@ -174,14 +174,27 @@ class TrainConfig:
         for name in ("steps", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise bad(name, "expected a non-negative integer")
-        if not self.lr > 0:  # also refuses NaN
-            raise bad("lr", "expected a positive learning rate")
-        if not (self.grad_clip >= 0 and self.weight_decay >= 0):
-            raise bad("grad_clip" if not self.grad_clip >= 0 else "weight_decay", "expected >= 0")
+        if not 0 < self.lr < math.inf:  # also refuses NaN
+            raise bad("lr", "expected a finite positive learning rate")
+        for name in ("grad_clip", "weight_decay"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise bad(name, "expected a finite number >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "expected an integer >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise bad("ema_decay", "expected a decay in [0, 1)")
         if not isinstance(self.model, dict) or "name" not in self.model:
             raise bad("model", "expected a dict of build_model arguments with a 'name'")
+        for key, value in self.model.items():  # sizes and counts of layers, channels, ...
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ValueError(f"TrainConfig.{key}={value} is invalid: expected a positive integer")
+        if "dropout" in self.model and not 0.0 <= self.model["dropout"] < 1.0:
+            raise ValueError(f"TrainConfig.dropout={self.model['dropout']!r} is invalid: expected "
+                             f"a probability in [0, 1)")
+        try:
+            make_beta_schedule(self.schedule, int(self.timesteps))
+        except ValueError as exc:
+            raise bad("timesteps", str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -634,7 +647,11 @@ class Trainer:
             saved["out_dir"] = str(path.parent)
         config = TrainConfig.from_dict({**saved, **changed})
         trainer = cls(config, callbacks=callbacks, model=model, batches=batches)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: its state does not fit the run its config describes: "
+                                  f"{' '.join(str(exc).split())}") from None
         return trainer
 
     # ------------------------------------------------------------------ sampling hook
