@@ -162,14 +162,18 @@ class LoadedRun(NamedTuple):
 def load_run(path: str | os.PathLike, device: str = "cpu", use_ema: bool = True) -> LoadedRun:
     """Rebuild a training checkpoint's model (with its EMA weights unless ``use_ema=False``) on
     ``device``, and its diffusion process, ready for ``generate``."""
-    from tinydiff.checkpoint import CheckpointError, load_checkpoint
+    from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint
     from tinydiff.health import nonfinite_weights  # here: health imports this module
     from tinydiff.models import build_model
     from tinydiff.schedules import make_beta_schedule
     from tinydiff.train import TrainConfig
 
     state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
+    check_model_fits(path, config.model_config(), state)
     model = build_model(config.model_config())
     weights = dict(state["model"])
     if use_ema:

@@ -47,7 +47,7 @@ from autograd.backend import to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
-from tinydiff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
 from tinydiff.health import nonfinite_weights, sampling_is_finite
@@ -645,7 +645,12 @@ class Trainer:
                              f"may change)")
         if "out_dir" not in overrides:
             saved["out_dir"] = str(path.parent)
-        config = TrainConfig.from_dict({**saved, **changed})
+        try:
+            config = TrainConfig.from_dict({**saved, **changed})
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
+        if model is None:
+            check_model_fits(path, config.model_config(), state)
         trainer = cls(config, callbacks=callbacks, model=model, batches=batches)
         try:
             trainer.load_state_dict(state)
