@@ -166,7 +166,7 @@ def test_a_checkpoint_with_a_missing_weight(toy_run, tmp_path, capsys):
     save_checkpoint({k: v for k, v in state.items() if k not in ("kind", "version")}, bad)
     code, err = run(["sample", bad, "--n", "4", "--out", tmp_path / "s.png", "--no-progress"], capsys)
     assert code == 1
-    assert_short_error(err, str(bad), "Missing key")
+    assert_short_error(err, str(bad), "layers.0.weight", "missing")
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("boom inside"), MemoryError("Unable to allocate 7 TiB"),
