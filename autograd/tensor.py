@@ -102,6 +102,9 @@ class Tensor:
             if dtype is None and not hasattr(data, "dtype"):
                 dtype = "float32"
             data = host_array(data, dtype)
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: dtype {data.dtype} is not numeric (a Tensor holds bool, int, "
+                            f"float or complex numbers); got {type(data).__name__} {data!r:.80}")
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
         self.data = data

@@ -107,6 +107,9 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
     chain at the last timestep T-1 (pure noise) and always ends at 0, whatever T and steps are.
     The sampler steps from tau[i] to tau[i-1], and from tau[0] = 0 to "-1" (alpha_bar = 1).
     """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"ddim_timesteps: steps must be an integer number of sampling steps, got "
+                        f"{steps!r}")
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be in 1..{num_timesteps} (T); got {steps!r}")
     if steps == 1:
