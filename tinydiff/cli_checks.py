@@ -33,12 +33,15 @@ def finite_float(text: str) -> float:
     return value
 
 
+MAX_INT = 2**63 - 1   # what an int64 holds; larger counts and sizes fit no array
+
+
 def _int(text: str, low: int, what: str) -> int:
-    if not _INT.fullmatch(text.strip()):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    if not _INT.fullmatch(text.strip()) or len(text.strip()) > 40:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text[:40]!r}")
     value = int(text)
-    if value < low:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    if not low <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected {what} (at most 2^63 - 1), got {value}")
     return value
 
 
@@ -54,6 +57,8 @@ def nonnegative_int(text: str) -> int:
 
 def output_file(path: str | Path, option: str) -> Path:
     """``path`` as a place to write a file: refuse a folder, or a parent that is a file."""
+    if not str(path).strip():
+        raise ValueError(f"{option}: an empty path; give a file name")
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{option} {path}: is a folder; give a file name, e.g. {p / 'out.png'}"
@@ -67,6 +72,8 @@ def output_file(path: str | Path, option: str) -> Path:
 
 def output_folder(path: str | Path, option: str) -> Path:
     """``path`` as a folder to write into: refuse an existing file (here or above)."""
+    if not str(path).strip():
+        raise ValueError(f"{option}: an empty path; give a folder name (it is created if missing)")
     p = Path(path)
     for q in (p, *p.parents):
         if q.exists() and not q.is_dir():
