@@ -7,7 +7,8 @@
     tinydiff show-forward --dataset moons
 
 Every command explains its options with ``--help``. ``main(argv)`` returns the exit status
-(0 success, 1 error, 2 bad usage, 130 interrupted), so tests can call it in-process.
+(0 success, 1 error, 2 bad usage, 130 Ctrl-C, 143 SIGTERM), so tests can call it in-process;
+every error is one or two lines on stderr (``--debug`` or TINYDIFF_DEBUG=1 add the traceback).
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ TRAIN_EPILOG = """outputs (in --out):
   config.json     the settings of the run
   samples.png     samples from the EMA weights at the end (unless --no-preview)
 
-Ctrl-C stops after the current step and saves a checkpoint. NumPy's BLAS runs one thread
+Ctrl-C or SIGTERM (kill, a scheduler) stops after the current step and saves a
+checkpoint (exit 130 or 143); a killed run resumes exactly with --resume. NumPy's BLAS runs one thread
 unless OPENBLAS_NUM_THREADS says otherwise: on a shared two-core machine one thread was faster
 for both tasks (MNIST UNet step: 1.1 s with one thread, 2.3-7.1 s with two); on a quiet
 machine with more cores, try OPENBLAS_NUM_THREADS=<cores> for the UNet."""
