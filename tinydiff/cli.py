@@ -26,8 +26,9 @@ from typing import Any, Sequence
 # default training step with one thread, 2.3-7.1 s with two (tinydiff/train.py, TrainConfig.mnist).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tinydiff.cli_checks import (check_resume, finite_float, nonnegative_int,  # noqa: E402
-                                 option_message, output_file, output_folder, positive_int)
+from tinydiff.cli_checks import (check_resume, finite_float, nonfinite_entry,  # noqa: E402
+                                 nonnegative_int, option_message, output_file, output_folder,
+                                 positive_int)
 from tinydiff.data.toy2d import TOY2D_DATASETS  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
 from tinydiff.schedules import SCHEDULES  # noqa: E402
@@ -500,6 +501,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.n is not None and args.n < 2:
         raise CLIError(f"--n {args.n}: the metrics compare distributions and need at least 2 samples")
     result = evaluate.evaluate_checkpoint(args.checkpoint, args)
+    bad = nonfinite_entry(result)
+    if bad is not None:
+        raise CLIError(f"eval: the metric {bad} is not finite; the samples or the reference data "
+                       f"are degenerate (too few samples? try a larger --n)")
     return EXIT_OK if result is None or not isinstance(result, int) else result
 
 

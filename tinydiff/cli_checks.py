@@ -7,6 +7,7 @@
   folder that is a file;
 - ``check_resume(...)``: what ``train --resume`` may not silently ignore (another task, fewer
   steps than already done);
+- ``nonfinite_entry(result)``: where a command's results hold NaN or inf, if anywhere;
 - ``option_message(text)``: a library message naming ``TrainConfig.field`` rewritten to name
   the command-line option ``--field`` instead.
 """
@@ -90,6 +91,29 @@ def check_resume(task: str, saved_task: str, done: int, steps: int, checkpoint: 
     if steps < done:
         raise ValueError(f"--steps {steps}: the run in {checkpoint} has already done {done} steps; "
                          f"--steps with --resume is the new total, so give more than {done}")
+
+
+def nonfinite_entry(value: Any, where: str = "") -> str | None:
+    """The path (e.g. 'bpd.bpd') of the first NaN or infinite number in nested dicts and lists
+    of results, or None: a command must not report such a number as if it were a result."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) or hasattr(value, "dtype"):
+        try:
+            return None if math.isfinite(float(value)) else where or "<result>"
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        bad = nonfinite_entry(item, f"{where}.{key}" if where else str(key))
+        if bad is not None:
+            return bad
+    return None
 
 
 def option_message(text: str) -> str:
