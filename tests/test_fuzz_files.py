@@ -211,3 +211,14 @@ def test_checkpoints_written_before_the_new_loader_still_load(good, tmp_path):
     assert json.dumps(_plain(load(path))) == json.dumps(_plain(load(good)))
     save({"w": np.arange(3.0)}, path)
     assert load(path)["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_classifier_file_with_a_config_bomb_is_refused(tmp_path):
+    from tinydiff import evaluate
+    from tinydiff.models import MNISTClassifier
+    path = tmp_path / "clf.npz"
+    evaluate.save_classifier(MNISTClassifier(), {"test_accuracy": 0.1}, path)
+    state = load(path)
+    state["config"] = dict(state["config"], feature_dim=10**6)   # a 3136 x 10^6 layer: 12 GB
+    save(state, path)
+    refused(path, "its config does not fit its weights", loader=evaluate.load_classifier)

@@ -187,13 +187,21 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, 
     """Rebuild a saved classifier, loading its weights strictly (every parameter, nothing else)."""
     from autograd.serialization import CheckpointError, load
     from tinydiff.models import build_model
+    from tinydiff.models.fit import config_misfit
     state = load(path)
     if not isinstance(state, dict) or state.get("kind") != CLASSIFIER_KIND:
         raise CheckpointError(f"{path}: not an MNIST classifier file (kind "
                               f"{state.get('kind') if isinstance(state, dict) else None!r})")
     if state.get("version") != CLASSIFIER_VERSION:
         raise CheckpointError(f"{path}: classifier file version {state.get('version')!r} is not supported")
-    model = build_model(state["config"])
+    weights, config = state.get("state"), state.get("config")
+    if not isinstance(weights, dict) or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not an MNIST classifier file (no config and weights)")
+    why = config_misfit(config, {k: tuple(getattr(w, "shape", ())) for k, w in weights.items()})
+    if why is not None:   # checked before building: a crafted config must not cost gigabytes
+        raise CheckpointError(f"{path}: its config does not fit its weights: {why}; delete the "
+                              f"file to train a new one")
+    model = build_model(config)
     try:
         model.load_state_dict(state["state"], strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:   # RuntimeError: missing/unexpected keys
