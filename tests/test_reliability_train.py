@@ -122,3 +122,14 @@ def test_weights_whose_samples_blow_up_are_not_saved(tmp_path):
     with pytest.raises(TrainingDiverged, match="samples from the raw weights are NaN or inf"):
         trainer.save()
     assert (tmp_path / "checkpoint.npz").read_bytes() == saved
+
+
+def test_rewritten_files_keep_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        Trainer(tiny_config(tmp_path, steps=3)).train()
+        Trainer.resume(tmp_path, steps=4).train()
+    finally:
+        os.umask(old)
+    for name in ("loss.csv", "config.json", "checkpoint.npz"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import uuid
 from pathlib import Path
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Replace ``path`` by a file holding ``data``, atomically; returns the path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    # O_EXCL: never clobber anything; mode 0o666 minus the umask like any new file (mkstemp's
+    # 0o600 would make loss.csv and config.json private after their first rewrite).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
