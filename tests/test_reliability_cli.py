@@ -194,3 +194,15 @@ def test_eval_with_a_non_finite_metric_fails(toy_run, monkeypatch, capsys):
     code, err = run(["eval", toy_run, "--no-progress"], capsys)
     assert code == 1
     assert_short_error(err, "the metric bpd.bpd is not finite")
+
+
+def test_resume_accepts_the_same_command_line_again(tmp_path, capsys):
+    # Found while writing the crash tests: re-running the very command with --resume was refused
+    # because it repeats --hidden-dim; only a *different* model is.
+    argv = ["train", "toy2d", "--steps", "6", "--out", tmp_path / "r", *TINY]
+    assert run(argv, capsys)[0] == 0
+    assert run(argv + ["--steps", "8", "--resume"], capsys)[0] == 0
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.npz")["step"] == 8
+    code, err = run(argv + ["--steps", "9", "--resume", "--hidden-dim", "17"], capsys)
+    assert code == 1
+    assert_short_error(err, "drop --hidden-dim")

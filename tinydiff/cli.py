@@ -327,9 +327,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if not checkpoint.exists():
             raise CLIError(f"--resume: there is no checkpoint at {checkpoint}")
-        if _model_overrides(args):
-            raise CLIError(f"--resume keeps the model of the run; drop "
-                           f"{', '.join('--' + k.replace('_', '-') for k in _model_overrides(args))}")
         # Only the options given are checked against the saved run, not the preset's defaults.
         if args.task == "mnist" and args.class_cond is not None:
             over["class_cond"] = args.class_cond
@@ -339,6 +336,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                          checkpoint)
         except ValueError as exc:
             raise CLIError(option_message(str(exc))) from None
+        # The same command line again plus --resume is fine; a different model is not.
+        changed = {k: v for k, v in _model_overrides(args).items() if trainer.config.model.get(k) != v}
+        if changed:
+            raise CLIError(f"--resume keeps the model of the run; drop "
+                           f"{', '.join('--' + k.replace('_', '-') for k in changed)}")
         print(f"Resuming {checkpoint} at step {trainer.step} of {trainer.config.steps}")
     else:
         if checkpoint.exists():
