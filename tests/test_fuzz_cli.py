@@ -62,7 +62,7 @@ def invoke(argv: list[str]) -> tuple[int, str, str]:
 def check_outcome(argv: list[str], code: int, out: str, err: str) -> None:
     assert "Traceback" not in err and "Traceback" not in out, (argv, err)
     if code == 0:
-        for label, path in re.findall(r"^(Figure|Checkpoint|Loss log|Samples|Metrics|Config):\s+(\S+\.(?:png|npy|npz|csv|json))$",
+        for label, path in re.findall(r"^(Figure|Checkpoint|Loss log|Samples|Metrics|Config):\s+(\S+)$",
                                       out, flags=re.M):
             assert Path(path).is_file(), (argv, label, path)
             if path.endswith(".npy"):

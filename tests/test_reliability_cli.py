@@ -206,3 +206,21 @@ def test_resume_accepts_the_same_command_line_again(tmp_path, capsys):
     code, err = run(argv + ["--steps", "9", "--resume", "--hidden-dim", "17"], capsys)
     assert code == 1
     assert_short_error(err, "drop --hidden-dim")
+
+
+def test_sample_prints_the_paths_it_really_writes(toy_run, tmp_path, capsys):
+    # Found beside defect 6: `--out fig --save-npy arr` printed 'fig' and 'arr' while matplotlib
+    # and numpy.save wrote fig.png and arr.npy.
+    code = cli.main(["sample", str(toy_run), "--n", "3", "--out", str(tmp_path / "fig"),
+                     "--save-npy", str(tmp_path / "arr"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Figure: {tmp_path / 'fig.png'}" in out and f"Samples: {tmp_path / 'arr.npy'}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arr.npy", "fig.png"]
+
+
+def test_sample_steps_above_T_names_the_option(toy_run, tmp_path, capsys):
+    code, err = run(["sample", toy_run, "--sampler", "ddim", "--steps", "1000", "--out",
+                     tmp_path / "s.png", "--no-progress"], capsys)
+    assert code == 1
+    assert_short_error(err, "--steps 1000", "T=30")

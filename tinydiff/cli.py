@@ -427,9 +427,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from tinydiff.sampling import generate, load_run
     from tinydiff.train import CHECKPOINT_NAME, sample_shape
     _check_device(args.device)
-    output_file(args.out, "--out")
+    args.out = str(output_file(args.out, "--out", suffix=".png"))
     if args.save_npy:
-        output_file(args.save_npy, "--save-npy")
+        args.save_npy = str(output_file(args.save_npy, "--save-npy", suffix=".npy"))
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -446,6 +446,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         steps = None
     elif steps is None:
         steps = min(50, cfg.timesteps)
+    elif steps > cfg.timesteps:
+        raise CLIError(f"--steps {steps}: this run has T={cfg.timesteps} timesteps; ddim takes "
+                       f"1 to {cfg.timesteps} of them")
     labels = _parse_label(args.label, n, cfg.class_cond)
     if args.guidance != 1.0 and labels is None:
         raise CLIError("--guidance needs a class-conditional checkpoint and a --label other than 'none'")
@@ -515,7 +518,7 @@ def cmd_show_forward(args: argparse.Namespace) -> int:
     if not hasattr(plots, "show_forward"):
         raise CLIError("show-forward is not available in this version "
                        "(tinydiff.plots.show_forward is missing)")
-    output_file(args.out, "--out")
+    args.out = str(output_file(args.out, "--out", suffix=".png"))
     path = plots.show_forward(args.dataset, args.out, schedule=args.schedule,
                               timesteps=args.timesteps, seed=args.seed, data_dir=args.data_dir)
     print(f"Figure: {path or args.out}")

@@ -56,11 +56,15 @@ def nonnegative_int(text: str) -> int:
     return _int(text, 0, "an integer >= 0")
 
 
-def output_file(path: str | Path, option: str) -> Path:
-    """``path`` as a place to write a file: refuse a folder, or a parent that is a file."""
+def output_file(path: str | Path, option: str, suffix: str | None = None) -> Path:
+    """``path`` as a place to write a file: refuse a folder, or a parent that is a file. With
+    ``suffix``, a name without one gets it, as matplotlib (.png) and numpy.save (.npy) would add
+    it anyway: the command then prints the path it really writes."""
     if not str(path).strip():
         raise ValueError(f"{option}: an empty path; give a file name")
     p = Path(path)
+    if suffix and not p.suffix and not p.is_dir():
+        p = p.with_name(p.name + suffix)
     if p.is_dir():
         raise ValueError(f"{option} {path}: is a folder; give a file name, e.g. {p / 'out.png'}"
                          if option != "--save-npy" else

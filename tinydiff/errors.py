@@ -40,7 +40,8 @@ def describe(exc: BaseException) -> str:
             hint = "; free some space and retry (files already written, such as the last checkpoint, are intact)"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = "; choose a place you may write to"
-        return f"cannot use{where}: {exc.strerror}{hint}"
+        return (f"cannot use{where}: {exc.strerror}{hint}" if where else
+                f"{exc.strerror} (while reading or writing a file){hint}")
     text = option_message(str(exc).strip())
     if _is_tinydiff(exc) or isinstance(exc, (ValueError, TypeError, FloatingPointError)):
         return text or type(exc).__name__
