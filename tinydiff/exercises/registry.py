@@ -1,0 +1,44 @@
+"""The chapters and their exercises, and how a command line's selection ("1.3", "2", "all") maps to them."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tinydiff.exercises import ch1_gradients
+from tinydiff.exercises.grading import Exercise
+
+
+class Chapter(NamedTuple):
+    number: int
+    title: str
+    filename: str        # the workspace file
+    intro: str           # the file's opening markdown cell, and docs/exercises.md
+    setup: str           # the file's first code cell
+    exercises: list
+
+
+CHAPTERS = [
+    Chapter(1, "Gradients by hand", "chapter1_gradients.py",
+            "Write the backward of each op on NumPy arrays: given the inputs (and the output y where\n"
+            "the forward kept it) and grad = dL/dy, return dL/d(input). The grader wraps your backward\n"
+            "in an autograd node and runs autograd.gradcheck: float64 central differences of the\n"
+            "forward, on hypothesis-drawn shapes and values. Every gradient must have its input's shape.",
+            "import numpy as np\n", ch1_gradients.EXERCISES),
+]
+
+EXERCISES: dict[str, Exercise] = {ex.id: ex for ch in CHAPTERS for ex in ch.exercises}
+
+
+def chapter_of(exercise: Exercise) -> Chapter:
+    return CHAPTERS[exercise.chapter - 1]
+
+
+def select(which: str | None) -> list[Exercise]:
+    """'all' (or None), a chapter number '2', or an exercise id '2.4'; ValueError names what is valid."""
+    if which is None or which == "all":
+        return list(EXERCISES.values())
+    if which in EXERCISES:
+        return [EXERCISES[which]]
+    if which.isdigit() and 1 <= int(which) <= len(CHAPTERS):
+        return list(CHAPTERS[int(which) - 1].exercises)
+    raise ValueError(f"no exercise or chapter {which!r}: give 'all', a chapter 1..{len(CHAPTERS)}, or an "
+                     f"exercise id such as 1.3 (see 'tinydiff exercises list')")
