@@ -161,6 +161,9 @@ MISTAKES = [
     ("1.2", div_with_sign_error, "disagrees with float64 central differences"),
     ("1.3", tanh_in_terms_of_x, "disagrees with float64 central differences"),
     ("1.7", sum_without_broadcast_back, "broadcast it back to x's shape"),
+    ("2.1", linear_bias_not_summed, "sum the bias gradient over the rows"),
+    ("2.3", conv_with_flipped_kernel, "you flipped the kernel"),
+    ("2.7", embedding_sin_first, "all cosines first, then all sines"),
 ]
 
 
@@ -174,7 +177,7 @@ def test_a_planted_mistake_fails_with_the_property_named(exercise, mistake, name
 
 
 def test_every_chapter_has_a_planted_mistake():
-    assert {m[0].split(".")[0] for m in MISTAKES} == {"1"}
+    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2"}
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tinydiff.exercises import ch1_gradients
+from tinydiff.exercises import ch1_gradients, ch2_layers
 from tinydiff.exercises.grading import Exercise
 
 
@@ -23,6 +23,11 @@ CHAPTERS = [
             "in an autograd node and runs autograd.gradcheck: float64 central differences of the\n"
             "forward, on hypothesis-drawn shapes and values. Every gradient must have its input's shape.",
             "import numpy as np\n", ch1_gradients.EXERCISES),
+    Chapter(2, "Layers", "chapter2_layers.py",
+            "The layers of tinydiff's UNet and MLP: their backwards (graded by gradcheck, as in\n"
+            "chapter 1), conv2d's forward by im2col (graded against scipy.signal.correlate) and the\n"
+            "sinusoidal time embedding (graded by its rotation property and measured frequencies).",
+            "import numpy as np\n", ch2_layers.EXERCISES),
 ]
 
 EXERCISES: dict[str, Exercise] = {ex.id: ex for ch in CHAPTERS for ex in ch.exercises}

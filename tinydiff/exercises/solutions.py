@@ -13,6 +13,7 @@ import numpy as np
 
 import autograd.functional as F
 from autograd.tensor import Tensor
+from tinydiff.models.embeddings import timestep_embedding as _timestep_embedding
 
 
 def _vjp(forward: Callable[..., Tensor], arrays: Sequence[np.ndarray], grad: np.ndarray) -> tuple:
@@ -80,4 +81,35 @@ def logsumexp_backward(x, y, grad, axis):
 
 def mse_backward(pred, target, grad):
     return _vjp(lambda p, q: F.mse_loss(p, q), [pred, target], grad)
+
+
+# --------------------------------------------------------------------------- chapter 2
+
+def linear_backward(x, W, b, grad):
+    return _vjp(lambda x_, w_, b_: F.linear(x_, w_, b_), [x, W, b], grad)
+
+
+def silu_backward(x, grad):
+    return _vjp(F.silu, [x], grad)[0]
+
+
+def conv2d_forward(x, W, b, stride, padding):
+    return F.conv2d(Tensor(np.asarray(x, dtype=np.float64)), Tensor(np.asarray(W, dtype=np.float64)),
+                    Tensor(np.asarray(b, dtype=np.float64)), stride=stride, padding=padding).data
+
+
+def conv2d_backward(x, W, b, grad, stride, padding):
+    return _vjp(lambda x_, w_, b_: F.conv2d(x_, w_, b_, stride=stride, padding=padding), [x, W, b], grad)
+
+
+def group_norm_backward(x, num_groups, gamma, beta, grad, eps):
+    return _vjp(lambda x_, g_, b_: F.group_norm(x_, num_groups, g_, b_, eps=eps), [x, gamma, beta], grad)
+
+
+def attention_backward(q, k, v, grad):
+    return _vjp(F.scaled_dot_product_attention, [q, k, v], grad)
+
+
+def timestep_embedding(t, dim, max_period=10000.0):
+    return _timestep_embedding(np.asarray(t, dtype=np.float64), dim, max_period, dtype=np.float64).data
 
