@@ -164,6 +164,10 @@ MISTAKES = [
     ("2.1", linear_bias_not_summed, "sum the bias gradient over the rows"),
     ("2.3", conv_with_flipped_kernel, "you flipped the kernel"),
     ("2.7", embedding_sin_first, "all cosines first, then all sines"),
+    ("3.3", cosine_off_by_one, "improved DDPM eq. 17"),
+    ("3.4", q_mean_variance_typo, "1 - alpha_t = beta_t, the seed notes' typo"),
+    ("3.5", q_sample_variance_for_std, "variance for std"),
+    ("3.6", posterior_variance_off_by_one, "Bayes' rule in precision form"),
 ]
 
 
@@ -177,7 +181,7 @@ def test_a_planted_mistake_fails_with_the_property_named(exercise, mistake, name
 
 
 def test_every_chapter_has_a_planted_mistake():
-    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2"}
+    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2", "3"}
 
 
 @pytest.mark.slow

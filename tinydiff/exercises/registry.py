@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tinydiff.exercises import ch1_gradients, ch2_layers
+from tinydiff.exercises import ch1_gradients, ch2_layers, ch3_forward
 from tinydiff.exercises.grading import Exercise
 
 
@@ -28,6 +28,12 @@ CHAPTERS = [
             "chapter 1), conv2d's forward by im2col (graded against scipy.signal.correlate) and the\n"
             "sinusoidal time embedding (graded by its rotation property and measured frequencies).",
             "import numpy as np\n", ch2_layers.EXERCISES),
+    Chapter(3, "The forward process", "chapter3_forward.py",
+            "DDPM's forward process q (Ho et al. 2020, arXiv 2006.11239) and its posterior. t is the\n"
+            "code index 0..T-1 of the paper's step t + 1: alpha_bar[t] = prod_{s<=t} (1 - beta_s), and\n"
+            "alpha_bar_{t-1} at t = 0 is 1. Graded against the iterated one-step chain (eq. 2), Bayes'\n"
+            "rule in precision form, Monte Carlo draws, and finite differences in the angle phi.",
+            "import numpy as np\n", ch3_forward.EXERCISES),
 ]
 
 EXERCISES: dict[str, Exercise] = {ex.id: ex for ch in CHAPTERS for ex in ch.exercises}

@@ -13,7 +13,9 @@ import numpy as np
 
 import autograd.functional as F
 from autograd.tensor import Tensor
+from tinydiff.diffusion import GaussianDiffusion
 from tinydiff.models.embeddings import timestep_embedding as _timestep_embedding
+from tinydiff.schedules import make_beta_schedule
 
 
 def _vjp(forward: Callable[..., Tensor], arrays: Sequence[np.ndarray], grad: np.ndarray) -> tuple:
@@ -112,4 +114,54 @@ def attention_backward(q, k, v, grad):
 
 def timestep_embedding(t, dim, max_period=10000.0):
     return _timestep_embedding(np.asarray(t, dtype=np.float64), dim, max_period, dtype=np.float64).data
+
+
+# --------------------------------------------------------------------------- chapter 3
+
+def _process(betas) -> GaussianDiffusion:
+    return GaussianDiffusion(np.asarray(betas, dtype=np.float64))
+
+
+def alpha_bar(betas):
+    return _process(betas).alphas_cumprod.copy()
+
+
+def linear_betas(T):
+    return make_beta_schedule("linear", T)
+
+
+def cosine_betas(T, s=0.008, max_beta=0.999):
+    return make_beta_schedule("cosine", T)
+
+
+def q_mean_variance(x0, t, betas):
+    return _process(betas).q_mean_variance(np.asarray(x0, dtype=np.float64), t)
+
+
+def q_sample(x0, t, noise, betas):
+    return _process(betas).q_sample(np.asarray(x0, dtype=np.float64), t, np.asarray(noise, dtype=np.float64))
+
+
+def posterior_variance(t, betas):
+    return float(_process(betas).posterior_variance[t])
+
+
+def posterior_mean(x0, xt, t, betas):
+    return _process(betas).q_posterior_mean_variance(x0, xt, t)[0]
+
+
+def predict_x0_from_eps(xt, t, eps, betas):
+    return _process(betas).predict_x0_from_eps(xt, t, eps)
+
+
+def predict_eps_from_x0(xt, t, x0, betas):
+    return _process(betas).predict_eps_from_x0(xt, t, x0)
+
+
+def get_v(x0, eps, t, betas):
+    return _process(betas).get_v(x0, eps, t)
+
+
+def predict_x0_from_v(xt, t, v, betas):
+    return _process(betas).predict_x0_from_v(xt, t, v)
 
