@@ -168,6 +168,12 @@ MISTAKES = [
     ("3.4", q_mean_variance_typo, "1 - alpha_t = beta_t, the seed notes' typo"),
     ("3.5", q_sample_variance_for_std, "variance for std"),
     ("3.6", posterior_variance_off_by_one, "Bayes' rule in precision form"),
+    ("4.1", loss_off_by_one, "no off-by-one"),
+    ("4.2", ddpm_step_variance_for_std, "variance for std"),
+    ("4.3", ddim_step_final_not_one, "DDIM's final alpha_bar_prev is 1"),
+    ("4.4", ddim_timesteps_by_stride, "the last timestep is T - 1"),
+    ("4.5", ddim_sample_final_not_one, "alpha_bar_prev = 1"),
+    ("4.6", ddpm_sample_skips_t0, "Algorithm 2's last step"),
 ]
 
 
@@ -180,8 +186,14 @@ def test_a_planted_mistake_fails_with_the_property_named(exercise, mistake, name
     assert "expected" in result.message or "counterexample" in result.message
 
 
+@pytest.mark.slow
+def test_too_much_noise_in_the_sampler_shows_in_the_moons_ratio():
+    result = grade(EXERCISES["4.6"], ddpm_sample_variance_for_std)
+    assert not result.passed and "distributed like the moons" in result.message, result.message
+
+
 def test_every_chapter_has_a_planted_mistake():
-    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2", "3"}
+    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2", "3", "4"}
 
 
 @pytest.mark.slow

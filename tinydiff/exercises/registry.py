@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tinydiff.exercises import ch1_gradients, ch2_layers, ch3_forward
+from tinydiff.exercises import ch1_gradients, ch2_layers, ch3_forward, ch4_reverse
 from tinydiff.exercises.grading import Exercise
 
 
@@ -34,6 +34,13 @@ CHAPTERS = [
             "alpha_bar_{t-1} at t = 0 is 1. Graded against the iterated one-step chain (eq. 2), Bayes'\n"
             "rule in precision form, Monte Carlo draws, and finite differences in the angle phi.",
             "import numpy as np\n", ch3_forward.EXERCISES),
+    Chapter(4, "Reverse process and training", "chapter4_reverse.py",
+            "DDPM's Algorithms 1 and 2 and DDIM (Song et al. 2020, arXiv 2010.02502). Graded with a model\n"
+            "that knows x_0 (its eps is exact), against Bayes' posterior, DDIM eta = 1 against the DDPM\n"
+            "step, and, last, the toy moons sampled with your functions and scored by sliced W2.",
+            "import numpy as np\n\n"
+            "# Your chapter 3 (this folder is on the path when the grader runs this file):\n"
+            "from chapter3_forward import alpha_bar, posterior_variance\n", ch4_reverse.EXERCISES),
 ]
 
 EXERCISES: dict[str, Exercise] = {ex.id: ex for ch in CHAPTERS for ex in ch.exercises}

@@ -14,7 +14,9 @@ import numpy as np
 import autograd.functional as F
 from autograd.tensor import Tensor
 from tinydiff.diffusion import GaussianDiffusion
+from tinydiff.losses import simple_loss
 from tinydiff.models.embeddings import timestep_embedding as _timestep_embedding
+from tinydiff.schedules import ddim_timesteps as _ddim_timesteps
 from tinydiff.schedules import make_beta_schedule
 
 
@@ -164,4 +166,32 @@ def get_v(x0, eps, t, betas):
 
 def predict_x0_from_v(xt, t, v, betas):
     return _process(betas).predict_x0_from_v(xt, t, v)
+
+
+# --------------------------------------------------------------------------- chapter 4
+
+def ddpm_loss(eps_model, x0, t, noise, betas):
+    xt, target = _process(betas).training_targets(x0, np.asarray(t), noise)
+    return float(simple_loss(eps_model(xt, np.asarray(t)), target).mean())
+
+
+def ddpm_step(eps, xt, t, noise, betas, variance):
+    kind = {"beta": "fixed_large", "beta_tilde": "fixed_small"}[variance]
+    return _process(betas).p_sample_step(eps, xt, t, noise, variance=kind)
+
+
+def ddim_step(eps, xt, t, t_prev, betas, eta, noise):
+    return _process(betas).ddim_step(eps, xt, t, t_prev, eta=eta, noise=noise)
+
+
+def ddim_timesteps(T, steps):
+    return _ddim_timesteps(T, steps)
+
+
+def ddim_sample(eps_model, x_T, betas, steps):
+    return _process(betas).sample(eps_model, x_T.shape, sampler="ddim", steps=steps, x_T=x_T)
+
+
+def ddpm_sample(eps_model, x_T, betas, rng):
+    return _process(betas).sample(eps_model, x_T.shape, sampler="ddpm", x_T=x_T, rng=rng)
 
