@@ -28,7 +28,8 @@ def solution_workspace(path: Path, **replace: str) -> Path:
 
 
 def test_at_least_thirty_exercises_in_five_chapters():
-    assert [c.number for c in CHAPTERS] == [1, 2, 3, 4]
+    assert len(EXERCISES) >= 30
+    assert [c.number for c in CHAPTERS] == [1, 2, 3, 4, 5]
     assert all(len(c.exercises) >= 3 for c in CHAPTERS)
 
 

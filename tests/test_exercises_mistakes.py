@@ -174,6 +174,9 @@ MISTAKES = [
     ("4.4", ddim_timesteps_by_stride, "the last timestep is T - 1"),
     ("4.5", ddim_sample_final_not_one, "alpha_bar_prev = 1"),
     ("4.6", ddpm_sample_skips_t0, "Algorithm 2's last step"),
+    ("5.1", euler_sign_error, "converge to the exact solution"),
+    ("5.2", heun_slope_at_x, "Heun's method is order 2"),
+    ("5.3", karras_without_final_zero, "then the final 0"),
 ]
 
 
@@ -193,7 +196,7 @@ def test_too_much_noise_in_the_sampler_shows_in_the_moons_ratio():
 
 
 def test_every_chapter_has_a_planted_mistake():
-    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2", "3", "4"}
+    assert {m[0].split(".")[0] for m in MISTAKES} == {"1", "2", "3", "4", "5"}
 
 
 @pytest.mark.slow

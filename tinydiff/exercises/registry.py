@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tinydiff.exercises import ch1_gradients, ch2_layers, ch3_forward, ch4_reverse
+from tinydiff.exercises import ch1_gradients, ch2_layers, ch3_forward, ch4_reverse, ch5_samplers
 from tinydiff.exercises.grading import Exercise
 
 
@@ -41,6 +41,12 @@ CHAPTERS = [
             "import numpy as np\n\n"
             "# Your chapter 3 (this folder is on the path when the grader runs this file):\n"
             "from chapter3_forward import alpha_bar, posterior_variance\n", ch4_reverse.EXERCISES),
+    Chapter(5, "Samplers", "chapter5_samplers.py",
+            "The probability-flow ODE in EDM's coordinates (Karras et al. 2022, arXiv 2206.00364):\n"
+            "x_bar = x_t / sqrt(alpha_bar), sigma = sqrt((1 - alpha_bar) / alpha_bar), and\n"
+            "d x_bar / d sigma = (x_bar - D(x_bar, sigma)) / sigma. Graded by the measured order of\n"
+            "accuracy on Gaussian data, where the ODE's solution is known in closed form.",
+            "import numpy as np\n", ch5_samplers.EXERCISES),
 ]
 
 EXERCISES: dict[str, Exercise] = {ex.id: ex for ch in CHAPTERS for ex in ch.exercises}

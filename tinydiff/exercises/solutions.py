@@ -195,3 +195,28 @@ def ddim_sample(eps_model, x_T, betas, steps):
 def ddpm_sample(eps_model, x_T, betas, rng):
     return _process(betas).sample(eps_model, x_T.shape, sampler="ddpm", x_T=x_T, rng=rng)
 
+
+# --------------------------------------------------------------------------- chapter 5
+# The full samplers are tinydiff/samplers.py (euler, heun, dpmpp_2m); these are their single steps.
+
+def euler_step(denoiser, x, sigma, sigma_next):
+    """d = (x - D(x, sigma)) / sigma; x_next = x + (sigma_next - sigma) d  (Karras eqs. 3-4, Alg. 1)."""
+    d = (x - denoiser(x, sigma)) / sigma
+    return x + (sigma_next - sigma) * d
+
+
+def heun_step(denoiser, x, sigma, sigma_next):
+    """Euler, then the trapezoidal correction with the slope at (x_e, sigma_next)  (Karras Alg. 1 lines 4-8)."""
+    d = (x - denoiser(x, sigma)) / sigma
+    x_euler = x + (sigma_next - sigma) * d
+    if sigma_next == 0:
+        return x_euler
+    d_next = (x_euler - denoiser(x_euler, sigma_next)) / sigma_next
+    return x + (sigma_next - sigma) * 0.5 * (d + d_next)
+
+
+def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
+    """sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, then 0 (eq. 5)."""
+    ramp = np.linspace(0.0, 1.0, n)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    return np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
