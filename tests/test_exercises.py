@@ -153,3 +153,13 @@ def test_cli_check_exit_codes_list_and_hints(tmp_path, capsys, few_examples):
     assert "no exercise or chapter '9.9'" in capsys.readouterr().err
     assert main(["exercises", "check", "1.3", "--dir", str(tmp_path / "nowhere")]) == 1
     assert "exercises start" in capsys.readouterr().err
+
+
+def test_docs_list_every_exercise_with_its_reference():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "exercises.md").read_text(encoding="utf-8")
+    for chapter in CHAPTERS:
+        assert f"### Chapter {chapter.number}: {chapter.title}" in text
+    for ex in EXERCISES.values():
+        assert f"| {ex.id} | `{ex.name}` |" in text and ex.solution in text, ex.id
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "tinydiff exercises" in readme[:2000]  # on the first screen

@@ -214,7 +214,7 @@ EXERCISES = [
        "unbroadcast: sum over the leading axes that g has and shape lacks (axis=0 while "
        "g.ndim > len(shape)), then over every axis where shape has 1 and g does not (keepdims=True).",
        "np.broadcast_to(a, y.shape) is the forward of broadcasting; its backward is the sum."),
-             "autograd/ops/arithmetic.py (mul, and unbroadcast in autograd/tensor.py)", grade_mul,
+             "autograd/ops/arithmetic.py (mul, unbroadcast)", grade_mul,
              teaches="the chain rule elementwise, and why a broadcast input's gradient is a sum"),
     Exercise("1.2", "div_backward", "y = a / b with broadcasting: dL/da, dL/db",
              _stub("div_backward(a, b, grad)", """
@@ -225,7 +225,7 @@ EXERCISES = [
     Shapes as in 1.1: undo the broadcast with your unbroadcast.
 """), ("dL/da = unbroadcast(grad / b, a.shape).",
        "dL/db = unbroadcast(-grad * a / b**2, b.shape): the minus sign is the usual mistake."),
-             "autograd/ops/arithmetic.py (truediv)", grade_div,
+             "autograd/ops/arithmetic.py (div)", grade_div,
              teaches="the quotient rule, signs, and unbroadcasting again"),
     Exercise("1.3", "tanh_backward", "y = tanh(x): dL/dx in terms of the output y",
              _stub("tanh_backward(x, y, grad)", """
