@@ -163,3 +163,13 @@ def test_docs_list_every_exercise_with_its_reference():
         assert f"| {ex.id} | `{ex.name}` |" in text and ex.solution in text, ex.id
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert "tinydiff exercises" in readme[:2000]  # on the first screen
+
+
+def test_a_stub_called_from_another_chapter_is_named(tmp_path, few_examples):
+    workspace.write(tmp_path)  # chapter 3 stays stubs; chapter 4's step calls its alpha_bar
+    chapter4 = next(c for c in CHAPTERS if c.number == 4)
+    (tmp_path / chapter4.filename).write_text(workspace.chapter_text(chapter4, {
+        "4.2": "def ddpm_step(eps, xt, t, noise, betas, variance):\n    return xt * alpha_bar(betas)[t]\n"}))
+    (result,) = run_workspace(tmp_path, select("4.2"))
+    assert result.kind == "not implemented"
+    assert "raised by alpha_bar in chapter3_forward.py" in result.message

@@ -52,8 +52,8 @@ class Failure(AssertionError):
 
 
 class NotImplementedYet(Failure):
-    def __init__(self) -> None:
-        super().__init__("not implemented yet: the function still raises NotImplementedError",
+    def __init__(self, elsewhere: str = "") -> None:
+        super().__init__("not implemented yet: the function still raises NotImplementedError" + elsewhere,
                          kind="not implemented")
 
 
@@ -112,8 +112,15 @@ def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except Failure:
         raise
-    except NotImplementedError:
-        raise NotImplementedYet() from None
+    except NotImplementedError as exc:
+        # Raised by another of the learner's functions (chapter 4 calls chapter 3's alpha_bar)?
+        frames = traceback.extract_tb(exc.__traceback__)
+        last = frames[-1] if frames else None
+        elsewhere = ""
+        if last is not None and last.name != getattr(fn, "__name__", last.name) and _HERE not in last.filename:
+            elsewhere = (f" (raised by {last.name} in {os.path.basename(last.filename)} line {last.lineno}: "
+                         "implement that first)")
+        raise NotImplementedYet(elsewhere) from None
     except Exception as exc:  # the learner's bug, reported for this exercise only
         frames = traceback.extract_tb(exc.__traceback__)[1:]  # drop this frame
         # the innermost frame outside NumPy and the grader: the learner's line
