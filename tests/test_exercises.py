@@ -3,7 +3,6 @@ learner's syntax errors, exceptions, endless loops and crashes are one failed ex
 the command line and notebook API behave."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

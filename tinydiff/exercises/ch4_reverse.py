@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tinydiff.exercises.ch1_gradients import _stub, values
-from tinydiff.exercises.ch3_forward import bayes_posterior, chain_moments, schedules, with_timestep
+from tinydiff.exercises.ch3_forward import bayes_posterior, chain_moments, with_timestep
 from tinydiff.exercises.grading import Exercise, Failure, as_array, call, describe, expect_close, expect_shape, for_all
 
 

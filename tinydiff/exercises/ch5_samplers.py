@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tinydiff.exercises.ch1_gradients import _stub, away_from_zero, values
-from tinydiff.exercises.grading import Exercise, Failure, as_array, call, describe, expect_close, expect_shape, for_all
+from tinydiff.exercises.grading import Exercise, Failure, call, describe, expect_close, expect_shape, for_all
 
 SIGMA_MAX, SIGMA_MIN = 20.0, 0.05
 STEP_COUNTS = (10, 20, 40, 80)

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
-
-import sys
+from typing import Any, Callable, TextIO
 
 from tinydiff.exercises import workspace
-from tinydiff.exercises.grading import Exercise, Failure, Result
+from tinydiff.exercises.grading import Exercise, Result
 from tinydiff.exercises.registry import CHAPTERS, EXERCISES, select
 from tinydiff.exercises.runner import grade, run_workspace
+
 
 class _TimeUp(BaseException):
     """The time limit of an in-process check; a BaseException so no ``except Exception`` (the

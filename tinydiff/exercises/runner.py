@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from tinydiff.exercises.grading import Exercise, Failure, Result
 from tinydiff.exercises.registry import EXERCISES, chapter_of
