@@ -233,7 +233,7 @@ def grade_moons(fn: Callable) -> str:
 
 
 SIG = ("betas: float64 (T,); t: int code index 0..T-1 (t_prev may be -1: alpha_bar = 1);\n"
-       "    arrays (B, D). Reuse chapter 3's alpha_bar (copy it into this file, or import it).")
+       "    arrays (B, D). Your chapter 3 alpha_bar and posterior_variance are imported at the top.")
 
 EXERCISES = [
     Exercise("4.1", "ddpm_loss", "the loss of Algorithm 1 (L_simple, eq. 14)",
@@ -254,7 +254,8 @@ EXERCISES = [
     x_{{t-1}} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) + sigma_t z,
     with z = noise, sigma_t^2 = beta_t (variance="beta") or beta_tilde_t (variance="beta_tilde",
     eq. 7) (DDPM sec. 3.2), and no noise at the last step (code t = 0).
-    eps is the model's prediction (B, D); t an int. {SIG}
+    eps is the model's prediction (B, D); t an int.
+    {SIG}
 """), ("sigma_t is the square root of the variance.", "beta_tilde_t: your posterior_variance from 3.6."),
              "tinydiff/diffusion.py (GaussianDiffusion.p_mean_variance, p_sample_step)", grade_ddpm_step,
              teaches="ancestral sampling, and that its mean is the posterior mean"),
