@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["autograd", "autograd.*", "tinydiff", "tinydiff.*"]),
-    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.7", "tqdm>=4.60"],
+    # hypothesis: `tinydiff exercises` grades a learner's functions with property checks at run time
+    install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.7", "tqdm>=4.60", "hypothesis>=6.80"],
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
         "test": ["pytest>=7", "hypothesis>=6.80"],

@@ -5,6 +5,8 @@
     tinydiff sample runs/toy2d-moons/checkpoint.npz --sampler ddim --steps 50 --out moons.png
     tinydiff eval runs/mnist-cond                   # FID, class histogram, bits/dim, images/s
     tinydiff show-forward --dataset moons
+    tinydiff exercises start                        # learn by doing: stubs to fill in, then
+    tinydiff exercises check 1.3                    # graded by gradcheck, Bayes' rule, Monte Carlo
 
 Every command explains its options with ``--help``. ``main(argv)`` returns the exit status
 (0 success, 1 error, 2 bad usage, 130 interrupted), so tests can call it in-process.
@@ -272,7 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="forward.png", metavar="PNG",
                    help="where to save the figure (default: forward.png)")
     p.set_defaults(handler=cmd_show_forward)
+
+    _add_exercises_parser(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- exercises
+
+def _add_exercises_parser(sub: Any) -> None:
+    """``tinydiff exercises list|start|check|hint``: the parser and handler live in tinydiff.exercises."""
+    from tinydiff.exercises.command_line import add_parser  # the exercises' own module (light: no graders)
+    add_parser(sub, _HelpFormatter)
 
 
 # --------------------------------------------------------------------------- train
