@@ -335,10 +335,12 @@ def _cmd_train_distributed(args: argparse.Namespace) -> int:
         except Exception as exc:
             # The others wait in the check at the start of training; this tells them to stop.
             everyone = distributed.report_failed_start(dist)
-            if dist.rank == 0 and everyone:
-                raise
+            if everyone and dist.rank != 0:
+                return EXIT_ERROR  # rank 0 says why, once
             if everyone:
-                return EXIT_ERROR
+                if isinstance(exc, distributed.DistributedError):
+                    raise CLIError(str(exc)) from None
+                raise
             raise CLIError(f"rank {dist.rank} of {dist.size}: {exc}") from exc
         try:
             with distributed.abort_on_error(dist):
