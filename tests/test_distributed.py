@@ -14,10 +14,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from distributed_cases import BATCH, STEPS, Float64Batches, float64_model, toy_config
+from test_backend_guard import DeviceArray, fake_cupy  # noqa: F401 (the device stand-in fixture)
 
 from autograd import Tensor
 from autograd.nn import Parameter
@@ -284,3 +286,79 @@ def test_dropout_seeds_differ_per_rank_and_step_and_repeat():
     seeds = {(s, r): distributed.dropout_seed(7, s, r) for s in range(3) for r in range(4)}
     assert len(set(seeds.values())) == len(seeds)
     assert distributed.dropout_seed(7, 2, 3) == seeds[(2, 3)]
+
+
+# ---------------------------------------------------------------- the CuPy/NCCL paths, without a GPU
+
+class _MirrorRanks:
+    """Rank 0 of 2 whose partner holds the very same buffers: the all-reduce doubles them."""
+    rank, size, backend = 0, 2, "mirror"
+
+    def allreduce_sum_(self, buffer) -> None:
+        buffer += buffer
+
+
+def test_gradient_averaging_stays_on_the_device(fake_cupy):
+    """Under test_backend_guard's device stand-in: the packed gradients are device arrays end to
+    end; the one transfer is the step's scalars (loss, stop flag) coming to the host."""
+    w0 = np.random.default_rng(1).normal(size=(3, 2))
+    w = Parameter(Tensor(w0.copy().view(DeviceArray)))
+    b = Parameter(Tensor(np.ones(2).view(DeviceArray)))
+    loss = ((w * w).sum() + (b * 3.0).sum())
+    loss.backward()
+    total = distributed.average_gradients(_MirrorRanks(), [w, b], [1.5, 0.0])
+    assert type(w.grad) is DeviceArray and type(b.grad) is DeviceArray
+    np.testing.assert_allclose(w.grad.view(np.ndarray), 2 * w0, rtol=1e-15)  # d(w^2)/dw, mean of 2 equal
+    np.testing.assert_allclose(b.grad.view(np.ndarray), [3.0, 3.0], rtol=1e-15)
+    np.testing.assert_array_equal(total, [3.0, 0.0])
+    assert fake_cupy.transfers == 1
+    host = {"w": w0, "b": np.ones(2)}
+    assert distributed.checksum({"w": Tensor(w0.view(DeviceArray)).data, "b": np.ones(2).view(DeviceArray)}) \
+        == distributed.checksum(host)
+
+
+class _FakeNccl:
+    NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT64, NCCL_SUM = 7, 8, 4, 0
+
+    def __init__(self, uid):
+        self.uid, self.calls = uid, []
+        nccl = self
+
+        class NcclCommunicator:
+            def __init__(self, size, uid, rank):
+                nccl.calls.append(("init", size, uid, rank))
+
+            def allReduce(self, *args):
+                nccl.calls.append(("allReduce", *args))
+        self.NcclCommunicator = NcclCommunicator
+
+    def get_unique_id(self):
+        return self.uid
+
+
+class _FakeMPI:
+    rank, size = 0, 2
+
+    def __init__(self):
+        self.comm = self
+        self.sent = None
+
+    def Bcast(self, buf, root):
+        self.sent = buf.copy()
+
+
+@pytest.mark.parametrize("version, uid", [("14.2.0", bytes(range(128))),
+                                          ("13.6.0", tuple(range(-64, 64)))])
+def test_the_nccl_communicator_hands_on_the_id_and_reduces_device_pointers(version, uid):
+    """CuPy 14 gives the NCCL id as 128 bytes, older CuPy as a tuple of 128 small ints: either way
+    it crosses MPI as 128 raw bytes and is rebuilt in the form NcclCommunicator takes."""
+    nccl = _FakeNccl(uid)
+    stream = SimpleNamespace(ptr=99)
+    cupy = SimpleNamespace(__version__=version, cuda=SimpleNamespace(get_current_stream=lambda: stream))
+    comm = distributed.NCCLCommunicator(_FakeMPI(), nccl=nccl, cupy=cupy)
+    assert nccl.calls[0] == ("init", 2, uid, 0)
+    buffer = SimpleNamespace(data=SimpleNamespace(ptr=1234), size=10, dtype=np.dtype(np.float32))
+    comm.allreduce_sum_(buffer)
+    assert nccl.calls[1] == ("allReduce", 1234, 1234, 10, _FakeNccl.NCCL_FLOAT32, _FakeNccl.NCCL_SUM, 99)
+    with pytest.raises(distributed.DistributedError, match="no NCCL type for dtype float16"):
+        comm.allreduce_sum_(SimpleNamespace(data=buffer.data, size=1, dtype=np.dtype(np.float16)))

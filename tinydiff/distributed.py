@@ -155,8 +155,9 @@ class NCCLCommunicator:
         """Rank 0's NCCL unique id, on every rank: 128 bytes (a tuple of ints before CuPy 14)."""
         buf = np.zeros(128, dtype=np.uint8)
         if uid is not None:
-            raw = bytes(uid) if isinstance(uid, (bytes, bytearray)) else np.asarray(uid, np.int8).tobytes()
-            buf[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+            raw = (np.frombuffer(bytes(uid), dtype=np.uint8) if isinstance(uid, (bytes, bytearray))
+                   else (np.asarray(uid, dtype=np.int64) % 256).astype(np.uint8))  # C chars as ints
+            buf[:raw.size] = raw
         self.mpi.comm.Bcast(buf, root=0)
         if int(self._cupy.__version__.split(".")[0]) >= 14:
             return buf.tobytes()
