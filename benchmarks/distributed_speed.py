@@ -5,7 +5,8 @@ thread each (`mpiexec -n K ... --distributed`), the same global batch, side by s
 
 Each round runs every configuration once, alternating, so a slow spell of a shared machine
 hits both; the rate of a run is taken from its loss.csv clock over the steps after the first
-few (start-up, first-touch allocation). Prints one Markdown table of medians over the rounds.
+few (start-up, first-touch allocation). Prints one Markdown table: median rates, and the ratio
+of the two in each round (its median is the number to quote on a machine whose load swings).
 """
 from __future__ import annotations
 
@@ -77,12 +78,15 @@ def main() -> None:
                platform.processor())
     print(f"{cpu}, {os.cpu_count()} CPUs; medians of {args.rounds} alternating rounds; "
           f"python {platform.python_version()}\n")
-    print(f"| model (global batch) | 1 process x {k} threads | {k} processes x 1 thread | ratio |")
-    print("|---|---|---|---|")
+    print(f"| model (global batch) | 1 process x {k} threads | {k} processes x 1 thread "
+          f"| ratio (median of rounds) | ratio in each round |")
+    print("|---|---|---|---|---|")
     for task, label in (("toy2d", "toy MLP (512)"), ("mnist", "MNIST UNet (64)")):
-        one = statistics.median(rates[next(c for c in configs if c[0] == task and c[2] == 1)])
-        many = statistics.median(rates[next(c for c in configs if c[0] == task and c[2] == k)])
-        print(f"| {label} | {one:.2f} steps/s | {many:.2f} steps/s | {many / one:.2f}x |")
+        one = rates[next(c for c in configs if c[0] == task and c[2] == 1)]
+        many = rates[next(c for c in configs if c[0] == task and c[2] == k)]
+        ratios = [m / o for m, o in zip(many, one)]  # side by side in one round: the load is shared
+        print(f"| {label} | {statistics.median(one):.2f} steps/s | {statistics.median(many):.2f} steps/s "
+              f"| {statistics.median(ratios):.2f}x | {' '.join(f'{r:.2f}' for r in ratios)} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ MODE:
            parameters to OUT_DIR/rank{r}.npz (a test artefact, not part of the run)
   die      rank 1 kills itself (SIGKILL) in the callback of step 3, as an OOM kill would
   raise    rank 1 raises RuntimeError in the callback of step 3
+  perturb  rank 1 nudges one weight by one ulp before training: the start check must stop both
 """
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def main(mode: str, out: Path) -> None:
         trainer = Trainer(config, model=float64_model(config), batches=Float64Batches(config), dist=comm)
         trainer.train()
         np.savez(out / f"rank{comm.rank}.npz", **trainer.model.state_dict())
+        return
+
+    if mode == "perturb":
+        trainer = Trainer(toy_config(out / "run"), dist=comm)
+        if comm.rank == 1:
+            w = trainer.params[0].data
+            w.flat[0] = np.nextafter(w.flat[0], np.inf)
+        trainer.train()
         return
 
     def crash(trainer: Trainer, info) -> None:

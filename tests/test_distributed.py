@@ -176,6 +176,15 @@ def test_a_rank_that_fails_stops_the_others(mode, message, tmp_path):
 
 
 @needs_mpi
+def test_ranks_whose_parameters_differ_stop_at_the_start(tmp_path):
+    proc = mpirun([str(HERE / "mpi_worker.py"), "perturb", str(tmp_path)])
+    assert proc.returncode != 0
+    assert proc.stderr.count("RanksDisagree: the parameters differ across the 2 processes at the start "
+                             "(step 0)") == 2, proc.stderr
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+@needs_mpi
 def test_a_batch_that_does_not_split_evenly_is_refused_by_every_rank(tmp_path):
     args = cli_args(str(tmp_path / "run"))
     args[args.index("--batch-size") + 1] = "33"

@@ -22,6 +22,11 @@ Safety. A non-finite loss or gradient norm stops the run with `TrainingDiverged`
 step and the quantity, before the optimizer touches the weights; checkpoints are only ever
 written from finite weights, atomically, so the last good one survives. Ctrl-C finishes the
 current step, saves a checkpoint, and then raises KeyboardInterrupt.
+
+More than one process. ``Trainer(config, dist=init_distributed())`` (``tinydiff.distributed``)
+makes this one of K data-parallel ranks: it draws the whole global batch as above, computes
+the loss and gradients of its 1/K slice, and all-reduces them before the shared optimizer step;
+only rank 0 writes files.
 """
 from __future__ import annotations
 
