@@ -8,7 +8,9 @@ put on the path with PYTHONPATH; nothing is pip-installed. In order, each step w
 timeout inside one overall budget (default 440 s: under 8 minutes in all):
 
   preflight     Python/NumPy/CuPy/torch versions, a CuPy kernel on the device, torch.cuda, the
-                MNIST folder, OUT_DIR writable: any failure stops here at once (exit 2)
+                other imports (scipy, matplotlib, tqdm, pytest, hypothesis; --deps DIR adds a
+                carried folder of packages to the path), the MNIST folder, OUT_DIR writable:
+                any failure stops here at once (exit 2)
   cupy-tests    the CuPy test suite: pytest -m cuda (tests/test_cuda.py and every cupy case)
   mnist-train   tinydiff train mnist --device cuda, a short run (steps/s)
   mnist-sample  tinydiff sample, DDIM-50 (images/s)
@@ -28,6 +30,7 @@ the summary, running nothing on a device.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -42,6 +45,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET = 440.0  # seconds for all steps; preflight and start-up add well under a minute
 FAILED, PASSED, SKIPPED, TIMEOUT, PLANNED = "FAILED", "passed", "skipped", "TIMEOUT", "planned"
+# What the steps import besides NumPy/CuPy/torch, and who needs it: a GPU image may lack some.
+REQUIRED = {"scipy": "tinydiff itself (the CLI, FID)", "matplotlib": "tinydiff's figures",
+            "tqdm": "tinydiff's progress bars", "pytest": "the CuPy test suite",
+            "hypothesis": "the CuPy test suite"}
+EXTRA_PATH: list[str] = []  # --deps: folders of packages carried to the machine, put on the path
 
 
 @dataclass
@@ -63,7 +71,7 @@ def loud(message: str) -> None:
 
 def environment() -> dict[str, str]:
     """The subprocesses' environment: the checkout on the path, one BLAS thread."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(ROOT), *EXTRA_PATH, os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -122,6 +130,11 @@ def preflight(out: Path, mnist: Path | None, dry_run: bool) -> dict[str, str]:
         fail(f"the output folder {out} is not writable: {exc}")
     import numpy
     facts["numpy"] = numpy.__version__
+    missing = [f"{name} ({why})" for name, why in REQUIRED.items() if importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"not importable here: {', '.join(missing)}. Nothing can be installed on the GPU "
+             f"machine: carry them in a folder (e.g. pip install --target DIR --no-deps ... on a "
+             f"machine with the same Python) and pass --deps DIR")
     if mnist is None:
         fail("no MNIST folder (give --data-dir; looked in ./shared/data/mnist and ../shared/data/mnist)")
     facts["mnist"] = str(mnist)
@@ -276,8 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mnist-steps", type=int, default=300, help="MNIST training steps (default 300)")
     ap.add_argument("--eval-n", type=int, default=1000, help="images for the FID (default 1000)")
     ap.add_argument("--only", default="", help="comma-separated steps to run (default: all)")
+    ap.add_argument("--deps", action="append", default=[], metavar="DIR",
+                    help="a folder of extra packages to put on the path (repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="check the commands and data, run nothing on a GPU")
     args = ap.parse_args(argv)
+    for folder in args.deps:
+        EXTRA_PATH.append(str(Path(folder).resolve()))
+        sys.path.insert(0, EXTRA_PATH[-1])
 
     out = Path(args.out).resolve()
     mnist = find_mnist(args.data_dir)

@@ -73,6 +73,18 @@ def test_preflight_stops_at_once_without_data(tmp_path, capsys):
     assert "PREFLIGHT FAILED: no MNIST folder" in capsys.readouterr().err
 
 
+def test_preflight_names_every_missing_import(tmp_path, capsys, monkeypatch, mnist_dir):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("scipy", "hypothesis") else real(name, *a))
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.preflight(tmp_path, mnist_dir, dry_run=True)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "not importable here: scipy (tinydiff itself (the CLI, FID)), hypothesis (the CuPy" in err
+    assert "--deps DIR" in err
+
+
 def test_the_numbers_are_read_from_the_outputs(tmp_path):
     train = "Done: step 300, loss 0.0712 (mean of the last 100 steps), 9.1 s of training, 33 steps/s"
     assert gpu_check.numbers("mnist-train", train, tmp_path) == {"step": 300, "loss": 0.0712, "steps_per_s": 33.0}
