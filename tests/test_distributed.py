@@ -194,6 +194,15 @@ def test_a_batch_that_does_not_split_evenly_is_refused_by_every_rank(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@needs_mpi
+def test_mpiexec_without_distributed_is_refused(tmp_path):
+    args = [a for a in cli_args(str(tmp_path / "run")) if a != "--distributed"]
+    proc = mpirun(args)
+    assert proc.returncode == 1
+    assert "this is one of 2 processes started by mpiexec, but without --distributed" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------- the pieces, in one process
 
 class ThreadRanks:

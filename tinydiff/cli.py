@@ -317,6 +317,13 @@ def _check_device(device: str | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "distributed", False):
         return _cmd_train_distributed(args)
+    # mpiexec's launchers say how many processes they started (MPICH/Intel: PMI_SIZE, Open MPI:
+    # OMPI_COMM_WORLD_SIZE); K copies of one run would train it K times into one folder.
+    started = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or "1"
+    if started.isdigit() and int(started) > 1:
+        raise CLIError(f"this is one of {started} processes started by mpiexec, but without "
+                       f"--distributed each would train the whole run into the same --out; add "
+                       f"--distributed to share the work")
     return _train(args)
 
 
