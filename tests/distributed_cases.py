@@ -17,11 +17,11 @@ BATCH = 32
 
 def toy_config(out_dir: Path, steps: int = STEPS, **overrides) -> TrainConfig:
     """A small MLP on moons: a few ms per step, with warmup, clipping and EMA all in play."""
-    return TrainConfig.toy2d(
-        "moons", model={"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2,
-                        "time_embed_dim": 32},
-        steps=steps, batch_size=BATCH, lr=1e-2, warmup_steps=3, grad_clip=0.5, timesteps=100,
-        ckpt_every=4, out_dir=str(out_dir), progress=False, seed=3, **overrides)
+    settings = dict(model={"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2,
+                           "time_embed_dim": 32},
+                    steps=steps, batch_size=BATCH, lr=1e-2, warmup_steps=3, grad_clip=0.5,
+                    timesteps=100, ckpt_every=4, out_dir=str(out_dir), progress=False, seed=3)
+    return TrainConfig.toy2d("moons", **{**settings, **overrides})
 
 
 def float64_model(config: TrainConfig):

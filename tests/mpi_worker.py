@@ -8,6 +8,7 @@ MODE:
   die      rank 1 kills itself (SIGKILL) in the callback of step 3, as an OOM kill would
   raise    rank 1 raises RuntimeError in the callback of step 3
   perturb  rank 1 nudges one weight by one ulp before training: the start check must stop both
+  stop     Ctrl-C reaches rank 1 alone, during step 3: both ranks must stop after the same step
 """
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def main(mode: str, out: Path) -> None:
             w = trainer.params[0].data
             w.flat[0] = np.nextafter(w.flat[0], np.inf)
         trainer.train()
+        return
+
+    if mode == "stop":
+        def ctrl_c(trainer: Trainer, info) -> None:
+            if comm.rank == 1 and info.step == 3:
+                trainer._stop_requested = True  # what the SIGINT handler does
+        trainer = Trainer(toy_config(out / "run", steps=1000, ckpt_every=1000), callbacks=[ctrl_c], dist=comm)
+        try:
+            trainer.train()
+        except KeyboardInterrupt:
+            print(f"rank {comm.rank} stopped after step {trainer.step}", flush=True)
         return
 
     def crash(trainer: Trainer, info) -> None:

@@ -176,6 +176,16 @@ def test_a_rank_that_fails_stops_the_others(mode, message, tmp_path):
 
 
 @needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """Rank 1 alone is asked to stop during step 3; the request travels in step 4's all-reduce,
+    so both ranks stop after step 4, and the checkpoint (a collective) is that of step 4."""
+    proc = mpirun([str(HERE / "mpi_worker.py"), "stop", str(tmp_path)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rank 0 stopped after step 4" in proc.stdout and "rank 1 stopped after step 4" in proc.stdout
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.npz")["step"] == 4
+
+
+@needs_mpi
 def test_ranks_whose_parameters_differ_stop_at_the_start(tmp_path):
     proc = mpirun([str(HERE / "mpi_worker.py"), "perturb", str(tmp_path)])
     assert proc.returncode != 0
