@@ -46,7 +46,7 @@ def main(mode: str, out: Path) -> None:
     if mode == "stop":
         def ctrl_c(trainer: Trainer, info) -> None:
             if comm.rank == 1 and info.step == 3:
-                trainer._stop_requested = True  # what the SIGINT handler does
+                trainer.request_stop()  # what the SIGINT handler does
         trainer = Trainer(toy_config(out / "run", steps=1000, ckpt_every=1000), callbacks=[ctrl_c], dist=comm)
         try:
             trainer.train()

@@ -66,6 +66,8 @@ A rank that dies takes the run with it: ``mpiexec`` ends the other processes whe
 abnormally, and an exception in one rank (other than those every rank raises at the same step:
 divergence, a parameter mismatch, Ctrl-C) is printed with its rank and aborts all of them
 (``abort_on_error``), rather than leaving the others waiting forever inside an all-reduce.
+To stop a distributed run from a callback, call ``trainer.request_stop()`` (the ranks agree on
+it in the next all-reduce) rather than raising KeyboardInterrupt on one rank.
 """
 from __future__ import annotations
 

@@ -402,6 +402,12 @@ class Trainer:
         self._stop_agreed = bool(total[1] > 0)
         return float(total[0]) / self.dist.size
 
+    def request_stop(self) -> None:
+        """Stop after the current step, with a checkpoint, as a first Ctrl-C does. In a
+        distributed run the ranks agree on it in the next all-reduce and all stop after the same
+        step; there, a callback must call this instead of raising KeyboardInterrupt on one rank."""
+        self._stop_requested = True
+
     def _should_stop(self) -> bool:
         return self._stop_agreed if self.dist is not None else self._stop_requested
 
