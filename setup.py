@@ -12,8 +12,15 @@ setup(
     # hypothesis: `tinydiff exercises` grades a learner's functions with property checks at run time
     install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.7", "tqdm>=4.60", "hypothesis>=6.80"],
     extras_require={
-        "cuda": ["cupy-cuda12x>=13"],
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        # CuPy for the CUDA major version of the machine's driver (nvidia-smi shows it).
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=14"],
+        "cuda": ["cupy-cuda12x>=13"],  # the older name of cuda12
+        # Data-parallel training (mpiexec -n K tinydiff train ... --distributed): mpi4py and an
+        # MPI from the package index (the mpich wheel puts mpiexec into the environment's bin/).
+        "mpi": ["mpi4py>=3.1", "mpich"],
+        # mpi4py and mpich too, so that CI runs the distributed tests.
+        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=3.1", "mpich"],
         # Only for benchmarks/torch_reference.py (the side-by-side speed benchmark); the
         # package itself never imports torch. CPU wheel: pip install torch==2.13.0+cpu
         "bench": ["torch"],

@@ -101,6 +101,16 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-preview", action="store_true",
                    help="skip drawing samples into DIR/samples.png at the end")
+    _add_distributed_option(g)
+
+
+def _add_distributed_option(g: Any) -> None:
+    g.add_argument("--distributed", action="store_true",
+                   help="one of K data-parallel processes started by 'mpiexec -n K tinydiff train "
+                        "...': each computes the gradient of its 1/K of every --batch-size batch "
+                        "(the global batch, a multiple of K), the gradients are averaged (MPI on "
+                        "cpu, NCCL on cuda, one GPU per process), and rank 0 alone prints and "
+                        "writes --out; --resume works with any K. Needs the 'mpi' extra")
 
 
 TRAIN_EPILOG = """outputs (in --out):
@@ -317,6 +327,55 @@ def _check_device(device: str | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "distributed", False):
+        return _cmd_train_distributed(args)
+    # mpiexec's launchers say how many processes they started (MPICH/Intel: PMI_SIZE, Open MPI:
+    # OMPI_COMM_WORLD_SIZE); K copies of one run would train it K times into one folder.
+    started = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or "1"
+    if started.isdigit() and int(started) > 1:
+        raise CLIError(f"this is one of {started} processes started by mpiexec, but without "
+                       f"--distributed each would train the whole run into the same --out; add "
+                       f"--distributed to share the work")
+    return _train(args)
+
+
+def _cmd_train_distributed(args: argparse.Namespace) -> int:
+    """``cmd_train`` as one of K processes: rank 0 alone prints; an error on one rank alone
+    stops them all, where a shared one (divergence, Ctrl-C) is reported once, by rank 0."""
+    from tinydiff import distributed
+    _check_device(args.device)
+    try:
+        dist = distributed.init_distributed(args.device or "cpu")
+    except distributed.DistributedError as exc:
+        raise CLIError(str(exc)) from None
+    with distributed.quiet_unless_root(dist):
+        try:
+            trainer = _train_setup(args, dist)
+        except Exception as exc:
+            # The others wait in the check at the start of training; this tells them to stop.
+            everyone = distributed.report_failed_start(dist)
+            if everyone and dist.rank != 0:
+                return EXIT_ERROR  # rank 0 says why, once
+            if everyone:
+                if isinstance(exc, distributed.DistributedError):
+                    raise CLIError(str(exc)) from None
+                raise
+            raise CLIError(f"rank {dist.rank} of {dist.size}: {exc}") from exc
+        try:
+            with distributed.abort_on_error(dist):
+                return _train_run(args, trainer)
+        except (KeyboardInterrupt, Exception) as exc:
+            if dist.rank == 0 or not isinstance(exc, distributed._agreed_errors()):
+                raise
+            return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_ERROR
+
+
+def _train(args: argparse.Namespace) -> int:
+    return _train_run(args, _train_setup(args))
+
+
+def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
+    """The Trainer that ``tinydiff train`` asks for: a new run, or the one in --out resumed."""
     from tinydiff.train import CHECKPOINT_NAME, Trainer, TrainConfig
     over = _train_overrides(args)
     _check_device(over.get("device"))
@@ -338,7 +397,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.task == "mnist" and args.class_cond is not None:
             over["class_cond"] = args.class_cond
         try:
-            trainer = Trainer.resume(checkpoint, **over)
+            trainer = Trainer.resume(checkpoint, dist=dist, **over)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         print(f"Resuming {checkpoint} at step {trainer.step} of {trainer.config.steps}")
@@ -351,11 +410,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = TrainConfig.from_dict({**preset.to_dict(), **over, "model": model})
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-        trainer = Trainer(config)
+        trainer = Trainer(config, dist=dist)
         n_params = sum(p.size for p in trainer.params)
         print(f"Training {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
-              f"for {config.steps} steps, batch {config.batch_size}, on {config.device}")
+              f"for {config.steps} steps, batch {config.batch_size}, on {config.device}"
+              + (f", in {dist.size} processes ({dist.backend})" if dist is not None else ""))
+    return trainer
 
+
+def _train_run(args: argparse.Namespace, trainer: Any) -> int:
+    """Train, then report, draw the preview and say what to do next."""
     history = trainer.train()
     cfg = trainer.config
     if history:
@@ -367,7 +431,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{trainer.seconds():.1f} s of training, {speed}")
     print(f"Checkpoint: {trainer.checkpoint_path}\nLoss log:   {trainer.log_path}\n"
           f"Config:     {trainer.out_dir / 'config.json'}")
-    if not args.no_preview:
+    if not args.no_preview and trainer.is_root:
         path = _save_preview(trainer)
         print(f"Samples:    {path}")
     print(f"Sample more with: tinydiff sample {trainer.checkpoint_path} --sampler ddim --steps 50"

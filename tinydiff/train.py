@@ -22,6 +22,11 @@ Safety. A non-finite loss or gradient norm stops the run with `TrainingDiverged`
 step and the quantity, before the optimizer touches the weights; checkpoints are only ever
 written from finite weights, atomically, so the last good one survives. Ctrl-C finishes the
 current step, saves a checkpoint, and then raises KeyboardInterrupt.
+
+More than one process. ``Trainer(config, dist=init_distributed())`` (``tinydiff.distributed``)
+makes this one of K data-parallel ranks: it draws the whole global batch as above, computes
+the loss and gradients of its 1/K slice, and all-reduces them before the shared optimizer step;
+only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ import autograd.random as ag_random
 from autograd.backend import get_array_module, to_device
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
+from tinydiff import distributed
 from tinydiff.checkpoint import load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
@@ -285,13 +291,19 @@ class Trainer:
     and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()`` runs until ``config.steps`` and returns the history of this
     call as a list of ``StepInfo``. ``callbacks`` are called after every step with
     ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
-    stops training like Ctrl-C (checkpoint first).
+    stops training like Ctrl-C (checkpoint first). ``dist`` (from
+    ``tinydiff.distributed.init_distributed()``) makes this one of K data-parallel processes,
+    each computing its shard of every global batch (see ``tinydiff.distributed``).
     """
 
     def __init__(self, config: TrainConfig, callbacks: Iterable[Callback] = (),
-                 model: Any = None, batches: Any = None) -> None:
+                 model: Any = None, batches: Any = None, dist: Any = None) -> None:
         from tinydiff.models import build_model
         config.validate()
+        if dist is not None:
+            distributed.check_batch_split(config.batch_size, dist.size)
+        self.dist = dist
+        self.is_root = dist is None or dist.rank == 0  # only rank 0 prints and writes files
         self.config = config
         self.callbacks = list(callbacks)
         self.out_dir = Path(config.out_dir)
@@ -327,6 +339,7 @@ class Trainer:
             raise ValueError("class_cond=True needs a class-conditional model (built with num_classes)")
         self._noise: Any = None     # reused noise buffer (host)
         self._stop_requested = False
+        self._stop_agreed = False   # distributed: some rank asked to stop (agreed in the all-reduce)
         self._in_step = False       # True while a step is half done (then the state is not saved)
         self._clock: float | None = None  # perf_counter() at which self.seconds() was 0
 
@@ -355,16 +368,52 @@ class Trainer:
         """Loss and gradients of one batch (Algorithm 1, lines 2-5); returns the loss, the
         gradient norm before clipping, and the learning rate the update will use."""
         dev = self.config.device
-        x0, t, noise, y = (None if a is None else to_device(a, dev) for a in self._draw())
+        x0, t, noise, y = (None if a is None else to_device(a, dev) for a in self._shard(self._draw()))
         xt, target = self.diffusion.training_targets(x0, t, noise, self.config.parameterization)
         prediction = self.model(Tensor(xt), t, y)
         loss = F.mse_loss(prediction, Tensor(target))
         self.optimizer.zero_grad()
         loss.backward()
+        loss_value = self._average_gradients(loss.item())
         grad_norm = clip_grad_norm_(self.params, self.config.grad_clip or math.inf)
         # clip_grad_norm_ returns the norm as a float and the loss comes to the host as one: on
         # a GPU these are the step's only synchronisations.
-        return loss.item(), float(grad_norm), self.scheduler.get_last_lr()[0]
+        return loss_value, float(grad_norm), self.scheduler.get_last_lr()[0]
+
+    # ------------------------------------------------------------------ data parallelism
+
+    def _shard(self, drawn: tuple[Any, ...]) -> tuple[Any, ...]:
+        """This rank's rows of the global batch (all of it in one process); with K > 1 ranks,
+        also reseeds the engine generator (dropout) for this (step, rank)."""
+        if self.dist is None:
+            return drawn
+        if self.dist.size > 1:
+            ag_random.manual_seed(distributed.dropout_seed(self.config.seed, self.step, self.dist.rank))
+        rows = distributed.shard_slice(drawn[0].shape[0], self.dist.rank, self.dist.size)
+        return tuple(None if a is None else a[rows] for a in drawn)
+
+    def _average_gradients(self, loss: float) -> float:
+        """All-reduce the gradients to their mean over the ranks; returns the global loss. The
+        ranks also agree here on stopping (Ctrl-C on any of them), so they stop at one step."""
+        if self.dist is None:
+            return loss
+        total = distributed.average_gradients(self.dist, self.params,
+                                              [loss, float(self._stop_requested)])
+        self._stop_agreed = bool(total[1] > 0)
+        return float(total[0]) / self.dist.size
+
+    def request_stop(self) -> None:
+        """Stop after the current step, with a checkpoint, as a first Ctrl-C does. In a
+        distributed run the ranks agree on it in the next all-reduce and all stop after the same
+        step; there, a callback must call this instead of raising KeyboardInterrupt on one rank."""
+        self._stop_requested = True
+
+    def _should_stop(self) -> bool:
+        return self._stop_agreed if self.dist is not None else self._stop_requested
+
+    def _check_ranks_agree(self, where: str) -> None:
+        if self.dist is not None:
+            distributed.check_identical(self.dist, self.model.state_dict(), where)
 
     def train_step(self) -> StepInfo:
         """One step of Algorithm 1; returns its StepInfo. Raises TrainingDiverged (weights untouched)
@@ -405,7 +454,9 @@ class Trainer:
         call's history. Saves a checkpoint every ``ckpt_every`` steps and at the end."""
         total = self.config.steps if steps is None else int(steps)
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._check_ranks_agree(f"at the start (step {self.step})")
+        if self.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self._write_config_json()
         log_file, log = self._open_log()
         bar = self._progress_bar(total)
@@ -427,7 +478,7 @@ class Trainer:
                         bar.set_postfix_str(f"loss={smooth:.4f}", refresh=False)
                 for callback in self.callbacks:
                     callback(self, info)
-                if self._stop_requested:
+                if self._should_stop():
                     raise KeyboardInterrupt
                 if info.step % cfg.ckpt_every == 0 and info.step < total:
                     log_file.flush()
@@ -458,7 +509,7 @@ class Trainer:
         return history
 
     def _progress_bar(self, total: int) -> Any:
-        if not self.config.progress:
+        if not self.config.progress or not self.is_root:
             return None
         from tqdm.auto import tqdm
         return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
@@ -492,6 +543,8 @@ class Trainer:
     def _open_log(self) -> tuple[Any, Any]:
         """Open loss.csv for appending; rows past the current step (written by a run that was
         interrupted after its last checkpoint) are dropped, since this run will redo them."""
+        if not self.is_root:
+            return _NullLog(), _NullLog()
         path = self.log_path
         rows: list[list[str]] = []
         if path.exists() and self.step > 0:
@@ -504,6 +557,8 @@ class Trainer:
         return f, writer
 
     def _write_config_json(self) -> None:
+        if not self.is_root:
+            return
         with open(self.out_dir / "config.json", "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
             f.write("\n")
@@ -549,6 +604,9 @@ class Trainer:
         """
         path = Path(path) if path is not None else self.checkpoint_path
         self._check_weights_finite()
+        self._check_ranks_agree(f"at the checkpoint of step {self.step}")
+        if not self.is_root:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.state_dict(), path)
         return path
@@ -563,12 +621,13 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | os.PathLike, callbacks: Iterable[Callback] = (),
-               model: Any = None, batches: Any = None, **overrides: Any) -> Trainer:
+               model: Any = None, batches: Any = None, dist: Any = None, **overrides: Any) -> Trainer:
         """Rebuild a trainer from a checkpoint file (or a run folder holding checkpoint.npz).
 
         ``overrides`` may change only settings that leave the run itself unchanged
         (``RESUMABLE_OVERRIDES``: steps, device, out_dir, progress, ...). ``model`` and
-        ``batches`` stand in for those the config would build, as in ``Trainer(...)``.
+        ``batches`` stand in for those the config would build, and ``dist`` joins a distributed
+        run (any number of processes), as in ``Trainer(...)``.
         """
         path = Path(path)
         if path.is_dir():
@@ -585,7 +644,7 @@ class Trainer:
         if "out_dir" not in overrides:
             saved["out_dir"] = str(path.parent)
         config = TrainConfig.from_dict({**saved, **changed})
-        trainer = cls(config, callbacks=callbacks, model=model, batches=batches)
+        trainer = cls(config, callbacks=callbacks, model=model, batches=batches, dist=dist)
         trainer.load_state_dict(state)
         return trainer
 
@@ -607,6 +666,19 @@ class Trainer:
 def sample_shape(config: TrainConfig) -> tuple[int, ...]:
     """The shape of one sample of a config's data: (2,) for toy 2D, (1, 28, 28) for MNIST."""
     return (2,) if config.task == "toy2d" else (1, 28, 28)
+
+
+class _NullLog:
+    """The loss log of a rank other than 0: accepts rows and writes nothing."""
+
+    def writerow(self, row: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _format_row(info: StepInfo) -> list[Any]:
