@@ -21,7 +21,7 @@ import numpy as np
 
 from autograd.backend import get_array_module, to_numpy
 from tinydiff import vlb
-from tinydiff.schedules import ddim_timesteps, validate_betas
+from tinydiff.schedules import DEFAULT_SPACING, ddim_timesteps, validate_betas
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 ModelFn = Callable[[Array, Array], Array]
@@ -379,13 +379,16 @@ class GaussianDiffusion:
                variance: str = "fixed_large", clip_x0: bool = False, return_trajectory: bool = False,
                progress: bool = False, *, x_T: Array | None = None,
                timesteps: Sequence[int] | None = None, dtype: Any = None,
-               parameterization: str = "eps") -> Array | tuple[Array, list[Array]]:
+               parameterization: str = "eps",
+               spacing: str | None = None) -> Array | tuple[Array, list[Array]]:
         """Draw samples by running the reverse chain from x_T ~ N(0, I).
 
         - ``"ddpm"``: Algorithm 2, t = T-1, ..., 0 (code indices), ``variance`` and ``clip_x0`` as in
           ``p_sample_step``; all T steps (``steps`` must be None or T).
-        - ``"ddim"``: eq. 12 along ``timesteps`` (increasing; default ``ddim_timesteps(T, steps)``,
-          all T if ``steps`` is None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
+        - ``"ddim"``: eq. 12 along ``timesteps`` (increasing; default
+          ``ddim_timesteps(T, steps, spacing)``, i.e. ``spaced_timesteps`` reversed, with
+          ``spacing`` "leading", "trailing" or "linspace" (the default); all T if ``steps`` is
+          None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by
         ``parameterization`` with the shape and dtype of x_t. ``rng`` is a ``numpy.random.Generator``
@@ -416,11 +419,12 @@ class GaussianDiffusion:
             if steps is not None and steps != self.num_timesteps:
                 raise ValueError(f"sample: the DDPM sampler walks all T={self.num_timesteps} steps; "
                                  f"got steps={steps}. Use sampler='ddim' for fewer steps.")
-            if timesteps is not None:
-                raise ValueError("sample: timesteps only applies to sampler='ddim'")
+            if timesteps is not None or spacing is not None:
+                raise ValueError("sample: timesteps and spacing only apply to samplers that walk a "
+                                 "subsequence of the T steps (not 'ddpm')")
             pairs = [(t, t - 1) for t in range(self.num_timesteps - 1, -1, -1)]
         else:
-            seq = self._ddim_sequence(steps, timesteps)
+            seq = self._ddim_sequence(steps, timesteps, spacing)
             pairs = [(seq[i], seq[i - 1] if i > 0 else -1) for i in range(len(seq) - 1, -1, -1)]
 
         trajectory = [x] if return_trajectory else None
@@ -442,10 +446,14 @@ class GaussianDiffusion:
                 trajectory.append(x)
         return (x, trajectory) if trajectory is not None else x
 
-    def _ddim_sequence(self, steps: int | None, timesteps: Sequence[int] | None) -> list[int]:
+    def _ddim_sequence(self, steps: int | None, timesteps: Sequence[int] | None,
+                       spacing: str | None = None) -> list[int]:
         T = self.num_timesteps
         if timesteps is None:
-            return [int(t) for t in ddim_timesteps(T, T if steps is None else steps)]
+            return [int(t) for t in ddim_timesteps(T, T if steps is None else steps,
+                                                   spacing or DEFAULT_SPACING)]
+        if spacing is not None:
+            raise ValueError("sample: pass either timesteps or spacing, not both")
         seq = [int(t) for t in to_numpy(timesteps).reshape(-1)]
         if not seq or any(b <= a for a, b in zip(seq, seq[1:])) or seq[0] < 0 or seq[-1] >= T:
             raise ValueError(f"sample: timesteps must be strictly increasing values in 0..{T - 1}; "
