@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from autograd.backend import get_array_module, to_numpy
-from tinydiff import vlb
+from tinydiff import samplers as ode, vlb
 from tinydiff.schedules import DEFAULT_SPACING, ddim_timesteps, validate_betas
 
 Array = Any  # numpy.ndarray or cupy.ndarray
@@ -28,7 +28,7 @@ ModelFn = Callable[[Array, Array], Array]
 
 VARIANCES = ("fixed_large", "fixed_small")
 PARAMETERIZATIONS = ("eps", "x0", "v")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim") + ode.ODE_SAMPLERS
 
 
 class GaussianDiffusion:
@@ -379,8 +379,8 @@ class GaussianDiffusion:
                variance: str = "fixed_large", clip_x0: bool = False, return_trajectory: bool = False,
                progress: bool = False, *, x_T: Array | None = None,
                timesteps: Sequence[int] | None = None, dtype: Any = None,
-               parameterization: str = "eps",
-               spacing: str | None = None) -> Array | tuple[Array, list[Array]]:
+               parameterization: str = "eps", spacing: str | None = None,
+               sigmas: str | None = None) -> Array | tuple[Array, list[Array]]:
         """Draw samples by running the reverse chain from x_T ~ N(0, I).
 
         - ``"ddpm"``: Algorithm 2, t = T-1, ..., 0 (code indices), ``variance`` and ``clip_x0`` as in
@@ -389,6 +389,10 @@ class GaussianDiffusion:
           ``ddim_timesteps(T, steps, spacing)``, i.e. ``spaced_timesteps`` reversed, with
           ``spacing`` "leading", "trailing" or "linspace" (the default); all T if ``steps`` is
           None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
+        - ``"euler"``, ``"heun"``, ``"dpmpp_2m"``: the probability-flow ODE (``tinydiff.samplers``)
+          over ``steps`` noise levels, sigma_t at ``spaced_timesteps(T, steps, spacing)`` or
+          ``sigmas="karras"`` (Karras eq. 5), then sigma = 0; euler and dpmpp_2m call the model
+          ``steps`` times, heun 2 steps - 1 times. With karras sigmas the model gets float64 t.
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by
         ``parameterization`` with the shape and dtype of x_t. ``rng`` is a ``numpy.random.Generator``
@@ -415,6 +419,18 @@ class GaussianDiffusion:
             x = x_T
         batch = shape[0]
 
+        if sampler in ode.ODE_SAMPLERS:
+            if timesteps is not None or eta != 0.0:
+                raise ValueError(f"sample: {sampler!r} is deterministic on spaced or karras sigmas; "
+                                 "timesteps and eta only apply to 'ddim'")
+            return ode.sample_ode(model_fn, self.alphas_cumprod, x, sampler,
+                                  self.num_timesteps if steps is None else steps, spacing=spacing,
+                                  sigmas=sigmas, parameterization=parameterization,
+                                  clip_x0=clip_x0, progress=progress,
+                                  return_trajectory=return_trajectory)
+        if sigmas is not None:
+            raise ValueError(f"sample: sigmas={sigmas!r} needs an ODE sampler "
+                             f"({', '.join(ode.ODE_SAMPLERS)}); {sampler!r} walks integer timesteps")
         if sampler == "ddpm":
             if steps is not None and steps != self.num_timesteps:
                 raise ValueError(f"sample: the DDPM sampler walks all T={self.num_timesteps} steps; "
