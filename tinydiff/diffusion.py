@@ -390,7 +390,8 @@ class GaussianDiffusion:
           ``spacing`` "leading", "trailing" or "linspace" (the default); all T if ``steps`` is
           None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
         - ``"euler"``, ``"heun"``, ``"dpmpp_2m"``: the probability-flow ODE (``tinydiff.samplers``)
-          over ``steps`` noise levels, sigma_t at ``spaced_timesteps(T, steps, spacing)`` or
+          over ``steps`` noise levels, sigma_t at ``spaced_timesteps(T, steps, spacing)`` (default
+          spacing "trailing": see ``tinydiff.samplers.DEFAULT_ODE_SPACING``) or
           ``sigmas="karras"`` (Karras eq. 5), then sigma = 0; euler and dpmpp_2m call the model
           ``steps`` times, heun 2 steps - 1 times. With karras sigmas the model gets float64 t.
 

@@ -39,6 +39,12 @@ def exact_model(dataset: str, alphas_cumprod: np.ndarray, train_points: int = 20
         f"the optimum on {train_points} {dataset} points (it memorises them)"
 
 
+def _default_spacing(sampler: str) -> str:
+    from tinydiff.samplers import DEFAULT_ODE_SPACING
+    from tinydiff.schedules import DEFAULT_SPACING
+    return DEFAULT_SPACING if sampler in ("ddpm", "ddim") else DEFAULT_ODE_SPACING
+
+
 # --------------------------------------------------------------------------- tinydiff oracle
 
 def oracle_lab(run: Any, sampler: str, steps: int, spacing: str | None = None,
@@ -69,7 +75,7 @@ def oracle_lab(run: Any, sampler: str, steps: int, spacing: str | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     label = f"{sampler}, {steps} steps" + (f", {sigmas} sigmas" if sigmas else
-                                            f", {spacing or 'linspace'} spacing")
+                                            f", {spacing or _default_spacing(sampler)} spacing")
     samples_png = save_oracle_samples(exact_samples, learned_samples, cfg.dataset, scores, label,
                                       out / f"oracle_{cfg.dataset}_samples.png", seed)
     field_png, errors = save_score_comparison(learned, exact, d, cfg.dataset,
@@ -231,11 +237,12 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
         configs += [(s, "karras") for s in samplers if s not in ("ddpm", "ddim")]
     rows: list[dict[str, Any]] = []
 
-    def record(sampler: str, sigmas: str | None, steps: int | None, calls: int) -> None:
+    def record(sampler: str, sigmas: str | None, steps: int | None, calls: int, budget: int) -> None:
         start = time.perf_counter()
         res = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=sampler, steps=steps,
                        sigmas=sigmas, **common)
-        row = {"sampler": sampler, "sigmas": sigmas or "spaced", "steps": steps, "evaluations": calls,
+        row = {"sampler": sampler, "sigmas": sigmas or _default_spacing(sampler), "steps": steps,
+               "evaluations": calls, "budget": budget,
                **quality(res.samples), "seconds": time.perf_counter() - start}
         rows.append(row)
         if progress:
@@ -251,9 +258,9 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
                 continue
             from tinydiff.samplers import model_evaluations
             calls = steps if sampler == "ddim" else model_evaluations(sampler, steps)
-            record(sampler, sigmas, steps, calls)
+            record(sampler, sigmas, steps, calls, e)
     if ddpm:
-        record("ddpm", None, None, cfg.timesteps)
+        record("ddpm", None, None, cfg.timesteps, cfg.timesteps)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,13 +277,16 @@ def comparison_table(result: dict[str, Any]) -> str:
     """One markdown row per (sampler, noise levels), one column per evaluation budget."""
     toy = result["task"] == "toy2d"
     rows = [r for r in result["rows"] if r["sampler"] != "ddpm"]
-    budgets = sorted({r["evaluations"] for r in rows})
+    budgets = sorted({r["budget"] for r in rows})
     metric = "sliced W2 / floor" if toy else "FID"
     lines = [f"| sampler ({metric}) at model evaluations | " + " | ".join(str(b) for b in budgets) + " |",
              "| --- |" + " --- |" * len(budgets)]
     for key in dict.fromkeys((r["sampler"], r["sigmas"]) for r in rows):
-        cells = {r["evaluations"]: r for r in rows if (r["sampler"], r["sigmas"]) == key}
-        fmt = (lambda r: f"{r['ratio']:.2f}") if toy else (lambda r: f"{r['fid']:.1f}")
+        cells = {r["budget"]: r for r in rows if (r["sampler"], r["sigmas"]) == key}
+
+        def fmt(r: dict[str, Any]) -> str:  # heun spends 2S - 1 <= E calls: say how many
+            value = f"{r['ratio']:.2f}" if toy else f"{r['fid']:.1f}"
+            return value if r["evaluations"] == r["budget"] else f"{value} ({r['evaluations']})"
         lines.append(f"| {key[0]} ({key[1]}) | " + " | ".join(fmt(cells[b]) if b in cells else "–"
                                                              for b in budgets) + " |")
     for r in result["rows"]:
@@ -304,7 +314,7 @@ def save_comparison_figure(result: dict[str, Any], path: str | Path) -> str:
     groups = dict.fromkeys((r["sampler"], r["sigmas"]) for r in result["rows"] if r["sampler"] != "ddpm")
     for sampler, sigmas in groups:
         rs = [r for r in result["rows"] if (r["sampler"], r["sigmas"]) == (sampler, sigmas)]
-        ax.plot([r["evaluations"] for r in rs], [r[key] for r in rs], "o-" if sigmas == "spaced" else "s--",
+        ax.plot([r["evaluations"] for r in rs], [r[key] for r in rs], "s--" if sigmas == "karras" else "o-",
                 color=colours.get(sampler, "k"), label=f"{sampler} ({sigmas})", ms=4)
     for r in result["rows"]:
         if r["sampler"] == "ddpm":

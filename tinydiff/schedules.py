@@ -93,9 +93,10 @@ def make_beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
 
 
 SPACINGS = ("leading", "trailing", "linspace")
-# One default everywhere (DDIM and the ODE samplers): it starts at the last timestep T-1, as
-# Lin et al. 2024 (arXiv 2305.08891, sec. 3.3) require, and ends at t = 0, the smallest sigma, so
-# the final jump to sigma = 0 is tiny. It is also the list DDIM walked before spacings existed.
+# DDIM's default: it starts at the last timestep T-1, as Lin et al. 2024 (arXiv 2305.08891,
+# sec. 3.3) require, and ends at t = 0, the smallest sigma; it is also the list DDIM walked before
+# spacings existed, so seeded DDIM samples are unchanged. (The ODE samplers default to
+# "trailing", measured better for them: tinydiff.samplers.DEFAULT_ODE_SPACING.)
 DEFAULT_SPACING = "linspace"
 
 
