@@ -72,9 +72,22 @@ def test_compare_samplers_command(run_dir, tmp_path, capsys):
                      "--n", "200", "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "compare_samplers_8gaussians.json").read_text())
     got = {(r["sampler"], r["sigmas"], r["evaluations"]) for r in result["rows"]}
-    assert got == {("ddim", "spaced", 3), ("ddim", "spaced", 6), ("heun", "spaced", 3), ("heun", "spaced", 5),
-                   ("heun", "karras", 3), ("heun", "karras", 5), ("ddpm", "spaced", 50)}
+    assert got == {("ddim", "linspace", 3), ("ddim", "linspace", 6), ("heun", "trailing", 3),
+                   ("heun", "trailing", 5), ("heun", "karras", 3), ("heun", "karras", 5), ("ddpm", "linspace", 50)}
     table = (out / "compare_samplers_8gaussians.md").read_text()
-    assert "| heun (karras) |" in table and "ddpm, all 50 steps" in table
+    assert "| heun (karras) |" in table and "ddpm, all 50 steps" in table and "(5)" in table
     assert (out / "compare_samplers_8gaussians.png").stat().st_size > 10_000
     assert cli.main(["compare-samplers", str(run_dir), "--evals", "0"]) == 1
+
+
+def test_eval_nll_ode_and_an_ode_sampler(run_dir, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert cli.main(["eval", str(run_dir), "--sampler", "heun", "--steps", "4", "--spacing", "trailing",
+                     "--n", "200", "--nll", "ode", "--nll-n", "20", "--nll-steps", "10",
+                     "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "heun (4 steps, trailing spacing, 7 model calls)" in printed and "ODE NLL" in printed
+    result = json.loads(out.read_text())
+    nll = result["nll_ode"]
+    assert nll["n"] == 20 and nll["evaluations"] == 20 and np.isfinite(nll["nll_nats"])
+    assert nll["nll_nats"] > nll["true_nll_nats"] - 0.5  # a 30-step model is no better than the truth

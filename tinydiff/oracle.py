@@ -78,3 +78,30 @@ def oracle_model(denoise: Denoiser, alphas_cumprod: np.ndarray) -> Callable[[Any
             eps[rows] = (x[rows] - math.sqrt(a) * denoise(x[rows], float(a))) / math.sqrt(1.0 - a)
         return eps.astype(np.asarray(xt).dtype, copy=False)
     return model_fn
+
+
+def mixture_eps_tensor(mix: GaussianMixture2D, alphas_cumprod: np.ndarray) -> Callable[[Any, Any], Any]:
+    """The exact eps of ``mix`` written with the engine's ops, so that its Jacobian comes from the
+    engine's VJPs (for ``tinydiff.likelihood``): eps = -sqrt(1 - a) grad log p_t(x_t), with
+    grad log p_t = -sum_k r_k(x) P_k (x - m_k), P_k = C_k^{-1} of the noised component k and
+    r = softmax_k(log w_k - log|C_k|/2 - (x - m_k)^T P_k (x - m_k) / 2). One t per batch."""
+    import autograd.functional as F  # the engine, only for this differentiable form
+    from autograd.tensor import Tensor
+
+    def eps_fn(x: Any, t: Any) -> Any:
+        ts = np.unique(np.asarray(t))
+        if len(ts) != 1:
+            raise ValueError("mixture_eps_tensor: one timestep per batch")
+        a = float(alpha_bar_at(alphas_cumprod, ts[0]))
+        noised = mix.noised(math.sqrt(a), 1.0 - a)
+        dtype = x.data.dtype
+        prec = np.linalg.inv(noised.covariances)                              # (K, 2, 2)
+        bias = np.log(noised.weights) - 0.5 * np.log(np.linalg.det(noised.covariances))
+        B, K = x.shape[0], noised.n_components
+        diff = x.reshape(B, 1, 2) - Tensor(noised.means.astype(dtype))        # (B, K, 2)
+        pulled = (diff.reshape(B, K, 1, 2) * Tensor(prec.astype(dtype))).sum(-1)   # P_k (x - m_k)
+        logits = (pulled * diff).sum(-1) * -0.5 + Tensor(bias.astype(dtype))
+        r = F.softmax(logits, dim=-1)                                         # (B, K)
+        score = -(r.reshape(B, K, 1) * pulled).sum(1)                         # (B, 2)
+        return score * -math.sqrt(1.0 - a)
+    return eps_fn
