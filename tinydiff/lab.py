@@ -8,20 +8,29 @@
   sliced W2 over its data-vs-data floor; MNIST: FID on the classifier's features), with DDPM's
   1000 steps as the reference line; one figure, one table (markdown and JSON).
 
-Depends on tinydiff.sampling (runs), tinydiff.evaluate (metrics), tinydiff.oracle, matplotlib.
+Depends on tinydiff.sampling (runs), tinydiff.evaluate (metrics), tinydiff.oracle; matplotlib
+is imported where a figure is drawn.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from autograd.tensor import no_grad
+from tinydiff.data.mnist import load_mnist
 from tinydiff.data.toy2d import sample_toy2d, toy2d_mixture
+from tinydiff.evaluate import (DEFAULT_GUIDANCE, balanced_labels, classify, get_classifier,
+                               toy2d_metrics)
+from tinydiff.metrics import fid_from_features
 from tinydiff.oracle import mixture_denoiser, oracle_model, training_set_denoiser
+from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
+from tinydiff.sampling import generate, model_fn_for
+from tinydiff.schedules import DEFAULT_SPACING
+from tinydiff.train import sample_shape
 
 ORACLE_TS = (0.02, 0.1, 0.3, 0.6)   # the fractions of T where the score fields are compared
 MIXTURE_DATASETS = ("gmm", "8gaussians")  # the toy datasets with a closed-form density
@@ -40,8 +49,6 @@ def exact_model(dataset: str, alphas_cumprod: np.ndarray, train_points: int = 20
 
 
 def _default_spacing(sampler: str) -> str:
-    from tinydiff.samplers import DEFAULT_ODE_SPACING
-    from tinydiff.schedules import DEFAULT_SPACING
     return DEFAULT_SPACING if sampler in ("ddpm", "ddim") else DEFAULT_ODE_SPACING
 
 
@@ -51,10 +58,6 @@ def oracle_lab(run: Any, sampler: str, steps: int, spacing: str | None = None,
                sigmas: str | None = None, n: int = 2000, seed: int = 0, out_dir: str | Path = ".",
                train_points: int = 2000) -> dict[str, Any]:
     """Exact-denoiser samples against a trained run's (same x_T, same sampler), scores, figures."""
-    from tinydiff.evaluate import toy2d_metrics
-    from tinydiff.sampling import model_fn_for
-    from autograd.tensor import no_grad
-
     cfg, d = run.config, run.diffusion
     if cfg.task != "toy2d":
         raise ValueError("oracle: the exact denoiser is closed form for the toy 2D datasets only; "
@@ -112,7 +115,6 @@ def save_score_comparison(learned: Any, exact: Any, diffusion: Any, dataset: str
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from autograd.tensor import no_grad
 
     T = diffusion.num_timesteps
     ts = [max(0, int(f * T) - 1) for f in ORACLE_TS]
@@ -190,9 +192,6 @@ class _Quality:
                  progress: bool = False) -> None:
         self.task, self.run, self.n, self.seed = run.config.task, run, n, seed
         if self.task == "mnist":
-            from tinydiff.data.mnist import load_mnist
-            from tinydiff.evaluate import classify, get_classifier
-            from tinydiff.metrics import fid_from_features
             self.classifier, _ = get_classifier(classifier, data_dir=data_dir, progress=progress)
             test, _ = load_mnist("test", data_dir=data_dir, progress=progress)
             self.test_features = classify(self.classifier, test)[0]
@@ -202,11 +201,8 @@ class _Quality:
 
     def __call__(self, samples: np.ndarray) -> dict[str, float]:
         if self.task == "toy2d":
-            from tinydiff.evaluate import toy2d_metrics
             m = toy2d_metrics(samples, self.run.config.dataset, seed=self.seed)
             return {"sw": m.sw, "floor": m.sw_floor, "ratio": m.sw_ratio}
-        from tinydiff.evaluate import classify
-        from tinydiff.metrics import fid_from_features
         fid = fid_from_features(classify(self.classifier, samples)[0], self.test_features)
         return {"fid": fid, "floor": self.floor, "ratio": fid / self.floor}
 
@@ -219,9 +215,6 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
     """Quality against model evaluations for each sampler (on the default spacing and, with
     ``karras``, on Karras sigmas for the ODE samplers), DDPM's all-T chain as the reference.
     Writes ``compare_samplers.png``, ``compare_samplers.md`` and ``.json`` to ``out_dir``."""
-    from tinydiff.evaluate import DEFAULT_GUIDANCE, balanced_labels
-    from tinydiff.sampling import generate
-    from tinydiff.train import sample_shape
 
     cfg = run.config
     toy = cfg.task == "toy2d"
@@ -256,7 +249,6 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
             steps = steps_for_evaluations(sampler, e)
             if steps is None or steps > cfg.timesteps:
                 continue
-            from tinydiff.samplers import model_evaluations
             calls = steps if sampler == "ddim" else model_evaluations(sampler, steps)
             record(sampler, sigmas, steps, calls, e)
     if ddpm:

@@ -30,6 +30,7 @@ import numpy as np
 
 from autograd.backend import get_array_module
 from autograd.tensor import Tensor
+from tinydiff.data.toy2d import sample_toy2d, toy2d_mixture
 from tinydiff.samplers import get_sigmas_karras, sigma_to_t, sigmas_from_alphas_cumprod
 
 Array = Any
@@ -156,7 +157,6 @@ def toy2d_ode_nll(run: Any, n: int = 1000, steps: int = 100, seed: int = 0,
                   progress: bool = False) -> dict[str, Any]:
     """Mean -log p(x) (nats per point and bits per dimension) of ``n`` fresh data points under a
     toy run, the trace exact; for the mixture datasets also the true -log p of the same points."""
-    from tinydiff.data.toy2d import sample_toy2d, toy2d_mixture
     cfg = run.config
     x0 = sample_toy2d(cfg.dataset, n, np.random.default_rng([seed, 424242])).astype(np.float32)
     fn = eps_fn_for_model(run.model, run.diffusion.alphas_cumprod, cfg.parameterization)

@@ -17,7 +17,8 @@ and it is closed form in two cases:
 
 ``oracle_model`` turns either into a ``model_fn(x_t, t) -> eps`` for any sampler, at integer or
 fractional t (alpha_bar between the grid's by the samplers' log-sigma interpolation). Host
-NumPy, float64 inside; the output keeps x_t's dtype.
+NumPy, float64 inside; the output keeps x_t's dtype. ``mixture_eps_tensor`` is the mixture's eps
+written in the engine's ops, for the likelihood's vector-Jacobian products.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import logsumexp
 
+import autograd.functional as F
+from autograd.tensor import Tensor
 from tinydiff.data.toy2d import GaussianMixture2D
 from tinydiff.samplers import sigmas_from_alphas_cumprod, t_to_sigma
 
@@ -85,9 +88,6 @@ def mixture_eps_tensor(mix: GaussianMixture2D, alphas_cumprod: np.ndarray) -> Ca
     engine's VJPs (for ``tinydiff.likelihood``): eps = -sqrt(1 - a) grad log p_t(x_t), with
     grad log p_t = -sum_k r_k(x) P_k (x - m_k), P_k = C_k^{-1} of the noised component k and
     r = softmax_k(log w_k - log|C_k|/2 - (x - m_k)^T P_k (x - m_k) / 2). One t per batch."""
-    import autograd.functional as F  # the engine, only for this differentiable form
-    from autograd.tensor import Tensor
-
     def eps_fn(x: Any, t: Any) -> Any:
         ts = np.unique(np.asarray(t))
         if len(ts) != 1:
