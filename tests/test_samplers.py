@@ -23,6 +23,7 @@ from tinydiff.schedules import SPACINGS, make_beta_schedule, spaced_timesteps
 
 T = 1000
 D_LIN = GaussianDiffusion(make_beta_schedule("linear", T))
+DETERMINISTIC = tuple(s for s in ODE_SAMPLERS if s != "euler_ancestral")
 MU, S = 0.5, 0.3
 
 
@@ -134,6 +135,18 @@ def test_dpmpp_2m_is_lu_et_al_algorithm_2(spacing):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_euler_ancestral_is_ddim_with_eta_1(spacing):
+    """sigma_up^2 = s'^2 (s^2 - s'^2) / s^2 in x_bar is DDIM's eq. 16 noise over sqrt(alpha_bar_prev):
+    with the same generator the two chains agree step by step."""
+    x_T = np.random.default_rng(10).standard_normal((5, 3))
+    kw = dict(steps=9, spacing=spacing, x_T=x_T, return_trajectory=True)
+    _, anc = D_LIN.sample(wiggly_model, x_T.shape, sampler="euler_ancestral", rng=np.random.default_rng(4), **kw)
+    _, ddim = D_LIN.sample(wiggly_model, x_T.shape, sampler="ddim", eta=1.0, rng=np.random.default_rng(4), **kw)
+    for a, b in zip(anc, ddim):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_dpmpp_2m_at_first_order_is_ddim():
     x_T = np.random.default_rng(3).standard_normal((4, 3))
     kw = dict(steps=12, spacing="linspace", x_T=x_T, return_trajectory=True)
@@ -170,8 +183,9 @@ def test_model_calls_timesteps_and_last_step(sampler, steps, sigmas):
     spy = Spy(gaussian_model(D_LIN, MU, S, "x0"))
     x_T = np.random.default_rng(4).standard_normal((3, 2))
     out = D_LIN.sample(spy, x_T.shape, sampler=sampler, steps=steps, sigmas=sigmas, x_T=x_T,
-                       parameterization="x0")
-    assert len(spy.ts) == {"euler": steps, "heun": 2 * steps - 1, "dpmpp_2m": steps}[sampler]
+                       parameterization="x0", rng=np.random.default_rng(0))
+    assert len(spy.ts) == {"euler": steps, "heun": 2 * steps - 1, "dpmpp_2m": steps,
+                           "euler_ancestral": steps}[sampler]
     assert len(spy.ts) == model_evaluations(sampler, steps)
     assert all(t.dtype == (np.int64 if sigmas is None else np.float64) for t in spy.ts)
     np.testing.assert_allclose(out, spy.last, rtol=1e-12, atol=1e-14)  # the last step returns x_0 = D
@@ -215,7 +229,8 @@ def test_sigma_to_t_interpolates_log_sigma():
 def test_eps_x0_and_v_models_give_the_same_samples(sampler, sigmas):
     x_T = np.random.default_rng(5).standard_normal((6, 2))
     outs = [D_LIN.sample(gaussian_model(D_LIN, MU, S, p), x_T.shape, sampler=sampler, steps=6,
-                         sigmas=sigmas, x_T=x_T, parameterization=p) for p in ("eps", "x0", "v")]
+                         sigmas=sigmas, x_T=x_T, parameterization=p, rng=np.random.default_rng(9))
+            for p in ("eps", "x0", "v")]
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(outs[2], outs[0], rtol=1e-9, atol=1e-9)
 
@@ -247,7 +262,7 @@ def test_bad_options_are_clear_errors(kwargs, match):
 # --------------------------------------------------------------------------- on the device
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sampler", ODE_SAMPLERS)
+@pytest.mark.parametrize("sampler", DETERMINISTIC)  # the stand-in has no device generator
 @pytest.mark.parametrize("sigmas", [None, "karras"])
 def test_samplers_on_the_cupy_stand_in(sampler, sigmas, dtype, fake_cupy):
     x_T = np.random.default_rng(7).standard_normal((4, 3)).astype(dtype)
@@ -264,5 +279,6 @@ def test_samplers_on_the_cupy_stand_in(sampler, sigmas, dtype, fake_cupy):
 @pytest.mark.parametrize("sampler", ODE_SAMPLERS)
 def test_samplers_keep_backend_and_dtype(xp, sampler, dtype):
     x_T = xp.asarray(np.random.default_rng(8).standard_normal((4, 3)).astype(dtype))
-    out = D_LIN.sample(wiggly_model, x_T.shape, sampler=sampler, steps=5, sigmas="karras", x_T=x_T)
+    out = D_LIN.sample(wiggly_model, x_T.shape, sampler=sampler, steps=5, sigmas="karras", x_T=x_T,
+                       rng=xp.random.default_rng(0))
     assert get_array_module(out) is xp and out.dtype == dtype

@@ -394,6 +394,7 @@ class GaussianDiffusion:
           spacing "trailing": see ``tinydiff.samplers.DEFAULT_ODE_SPACING``) or
           ``sigmas="karras"`` (Karras eq. 5), then sigma = 0; euler and dpmpp_2m call the model
           ``steps`` times, heun 2 steps - 1 times. With karras sigmas the model gets float64 t.
+          ``"euler_ancestral"`` (optional extra) is the same walk with DDPM's noise (eta = 1).
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by
         ``parameterization`` with the shape and dtype of x_t. ``rng`` is a ``numpy.random.Generator``
@@ -428,7 +429,7 @@ class GaussianDiffusion:
                                   self.num_timesteps if steps is None else steps, spacing=spacing,
                                   sigmas=sigmas, parameterization=parameterization,
                                   clip_x0=clip_x0, progress=progress,
-                                  return_trajectory=return_trajectory)
+                                  return_trajectory=return_trajectory, rng=rng)
         if sigmas is not None:
             raise ValueError(f"sample: sigmas={sigmas!r} needs an ODE sampler "
                              f"({', '.join(ode.ODE_SAMPLERS)}); {sampler!r} walks integer timesteps")

@@ -38,7 +38,7 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 ModelFn = Callable[[Array, Array], Array]
 Denoise = Callable[[Array, float], Array]
 
-ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m")
+ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral")  # the last one adds noise
 # The ODE samplers' default spacing. "linspace" (DDIM's default) ends at t = 0, where sigma is
 # tiny (0.01 for the linear schedule): DPM-Solver++(2M)'s step into it has a step-size ratio r
 # near 0 and extrapolates wildly, and Heun's big first steps are no better. "trailing" (Lin et
@@ -232,20 +232,42 @@ def sample_dpmpp_2m(denoise: Denoise, x: Array, sigmas: Sequence[float], callbac
     return x
 
 
-SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
+def sample_euler_ancestral(denoise: Denoise, x: Array, sigmas: Sequence[float], noise: Callable[[], Array],
+                           callback: Callback = None, progress: bool = False) -> Array:
+    """Ancestral sampling as an Euler step plus fresh noise (k-diffusion's ``sample_euler_ancestral``,
+    eta = 1): the step from sigma_i to sigma_{i+1} splits into a deterministic Euler step down to
+    sigma_down and added noise of std sigma_up, with sigma_up^2 = sigma_{i+1}^2 (sigma_i^2 -
+    sigma_{i+1}^2) / sigma_i^2 and sigma_down^2 + sigma_up^2 = sigma_{i+1}^2. In x_t coordinates this
+    is DDIM with eta = 1 (DDIM eq. 16), i.e. DDPM's posterior step. ``noise()`` draws z ~ N(0, I)."""
+    for i in _steps(sigmas, progress, "euler_ancestral"):
+        denoised = denoise(x, sigmas[i])
+        s, s_next = sigmas[i], sigmas[i + 1]
+        sigma_up = math.sqrt(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2)
+        sigma_down = math.sqrt(s_next ** 2 - sigma_up ** 2)
+        x = x + (sigma_down - s) * (x - denoised) / s
+        if s_next > 0:
+            x = x + sigma_up * noise()
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
+SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
+                     "euler_ancestral": sample_euler_ancestral}
 
 
 def model_evaluations(sampler: str, steps: int) -> int:
-    """What each method promises: euler N, heun 2N - 1, dpmpp_2m N model calls for N steps."""
+    """What each method promises: euler N, heun 2N - 1, dpmpp_2m N, euler_ancestral N model calls."""
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
 def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sampler: str, steps: int,
                spacing: str | None = None, sigmas: str | None = None, parameterization: str = "eps",
-               clip_x0: bool = False, progress: bool = False,
-               return_trajectory: bool = False) -> Array | tuple[Array, list[Array]]:
+               clip_x0: bool = False, progress: bool = False, return_trajectory: bool = False,
+               rng: Any = None) -> Array | tuple[Array, list[Array]]:
     """Integrate the probability-flow ODE from ``x_T`` (a draw of q(x_T), as for DDPM/DDIM) with
-    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's)."""
+    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's).
+    ``rng`` (a NumPy or CuPy Generator) draws the noise of ``euler_ancestral``."""
     if sampler not in SAMPLER_FUNCTIONS:
         raise ValueError(f"unknown ODE sampler {sampler!r}; valid ones are {', '.join(ODE_SAMPLERS)}")
     levels, fractional = get_sigmas(alphas_cumprod, steps, spacing, sigmas)
@@ -257,5 +279,12 @@ def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sample
         trajectory.append(x_bar * (1.0 / math.sqrt(1.0 + levels[i + 1] ** 2)))
 
     x = x_T * math.sqrt(1.0 + levels[0] ** 2)               # x_bar = x_t / sqrt(alpha_bar)
-    x = SAMPLER_FUNCTIONS[sampler](denoise, x, levels, record if return_trajectory else None, progress)
+    callback = record if return_trajectory else None
+    if sampler == "euler_ancestral":
+        if rng is None:
+            raise ValueError("sample_ode: euler_ancestral adds noise; pass rng")
+        x = sample_euler_ancestral(denoise, x, levels, lambda: rng.standard_normal(x_T.shape, dtype=x_T.dtype),
+                                   callback, progress)
+    else:
+        x = SAMPLER_FUNCTIONS[sampler](denoise, x, levels, callback, progress)
     return (x, trajectory) if trajectory is not None else x
