@@ -547,7 +547,7 @@ def _add_nll_options(p: argparse.ArgumentParser) -> None:
                         "eq. 39): toy2d with the exact trace, mnist with Hutchinson's estimate "
                         "(default: vlb)")
     g.add_argument("--nll-steps", type=int, default=None, metavar="N",
-                   help="--nll ode: Heun steps of the ODE, 2N model calls (default: 100 toy2d, 50 mnist)")
+                   help="--nll ode: Heun steps of the ODE, 2N model calls (default: 100 toy2d, 400 mnist)")
     g.add_argument("--nll-n", type=int, default=None, metavar="K",
                    help="--nll ode: data points or test images (default: 1000 points, 20 images)")
 
