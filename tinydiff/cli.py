@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
                         "stochastic sampling over --steps steps; euler, heun, dpmpp_2m: the "
                         "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
-                        "levels, S / 2S-1 / S model calls (default: ddpm)")
+                        "levels, S / 2S-1 / S model calls; euler_ancestral: the same with DDPM's "
+                        "noise (default: ddpm)")
     p.add_argument("--steps", type=int, metavar="S",
                    help="denoising steps for ddim and the ODE samplers (default: 50); ddpm always "
                         "takes all T steps")
