@@ -42,6 +42,7 @@ import numpy as np
 import autograd.functional as F
 import autograd.random as ag_random
 from autograd.backend import get_array_module, to_device
+from autograd.malloc import keep_freed_host_memory
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff.checkpoint import load_checkpoint, save_checkpoint
@@ -292,6 +293,7 @@ class Trainer:
                  model: Any = None, batches: Any = None) -> None:
         from tinydiff.models import build_model
         config.validate()
+        keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
         self.config = config
         self.callbacks = list(callbacks)
         self.out_dir = Path(config.out_dir)

@@ -12,9 +12,12 @@ elementwise passes, which NumPy runs on one core, use them all, as a GEMM does.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
+
+from autograd.backend import get_array_module
 
 T = TypeVar("T")
 
@@ -113,3 +116,25 @@ def sum_runs(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
             else:
                 totals[i] += part
     return tuple(totals)
+
+
+def elementwise(ufunc: Any, a: Any, b: Any, split_bytes: int = SPLIT_BYTES) -> Any:
+    """ufunc(a, b) with NumPy broadcasting. A result of ``split_bytes`` or more on the CPU is
+    computed a slice of its first axis per thread, in the memory layout of the input that has
+    the result's shape (so channels-last stays channels-last, as with NumPy)."""
+    xp = get_array_module(a, b)
+    if xp.__name__ != "numpy" or num_threads() < 2:
+        return ufunc(a, b)
+    shape = xp.broadcast_shapes(a.shape, b.shape)
+    if len(shape) == 0 or shape[0] < 2 or math.prod(shape) * max(a.itemsize, b.itemsize) < split_bytes:
+        return ufunc(a, b)
+    dtype = xp.result_type(a, b)
+    full = a if a.shape == shape else b if b.shape == shape else None
+    out = xp.empty(shape, dtype=dtype) if full is None else xp.empty_like(full, dtype=dtype)
+    a, b = xp.broadcast_to(a, shape), xp.broadcast_to(b, shape)
+
+    def compute(run: list[slice]) -> None:
+        for r in run:
+            ufunc(a[r], b[r], out=out[r])
+    run_blocks(compute, even_blocks(xp, shape[0], 1))
+    return out
