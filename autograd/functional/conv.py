@@ -1,7 +1,8 @@
 """Convolution, average pooling and nearest upsampling on NCHW tensors: a UNet's hot spot.
 
-conv2d is one op with a derived backward, computed as im2col + GEMM (see
-``conv_reference.py`` for the same maths as a plain loop over kernel offsets):
+Read ``conv_reference.py`` first: conv2d as a plain loop over kernel offsets, forward and
+backward on one screen. This module computes the same numbers fast: conv2d is one op with a
+derived backward, computed as im2col + GEMM:
 
 * im2col: a strided *view* of the padded input gives, for each output pixel (n, i, j), the
   kh x kw x C patch it sees; copying that view makes a matrix of N*Ho*Wo rows and kh*kw*C
@@ -25,6 +26,133 @@ from typing import Any, Iterator, NamedTuple
 from autograd.backend import device_of, get_array_module
 from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 from autograd.tensor import Tensor, make_node
+
+
+# ---------------------------------------------------------------------------- public ops
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] x_pad[n,c,s*i+p,s*j+q];  dL/db[o] = sum_{n,i,j} g[n,o,i,j],
+    dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] x_pad[n,c,s*i+p,s*j+q],  dL/dx = conv_transpose(g, w).
+
+    input (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None; stride and padding are an int
+    or an (h, w) pair. Returns (N, O, Ho, Wo) with Ho = (H + 2*pad_h - kh) // s_h + 1.
+    Only dilation=1 and groups=1 are supported.
+    """
+    geo = _conv2d_geometry("conv2d", input, weight, bias, stride, padding, dilation, groups)
+    (kh, kw), (ho, wo) = geo.kernel, geo.out_hw
+    xp = input.xp
+    n, c, h, w = input.shape
+    o = weight.shape[0]
+    wt = weight.data  # the array as it is now, whatever later happens to the Tensor
+    x = input.data.transpose(0, 2, 3, 1)  # NHWC: free when the input is channels-last memory
+
+    # Weight as a (kh*kw*C, O) matrix, rows in the (p, q, c) order of a column row.
+    w_mat = wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
+    out = _correlate(x, w_mat, geo.kernel, geo.stride, geo.padding, geo.out_hw,
+                     None if bias is None else bias.data)
+    out = out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+    # The columns are kh*kw (9x) the size of the input; keeping them for dW would multiply a UNet's
+    # stored activations by ~9, so backward rebuilds them from x, block by block, in cache.
+    # x itself is kept alive by the graph anyway.
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        g_mat = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(n * ho * wo, o)  # free if channels-last
+        dx = dw = db = None
+        need_db = bias is not None and bias.requires_grad
+        if weight.requires_grad:
+            dw_mat, db = _weight_grad(x, g_mat, geo.kernel, geo.stride, geo.padding, geo.out_hw, need_db)
+            dw = dw_mat.reshape(kh, kw, c, o).transpose(3, 2, 0, 1)
+        elif need_db:
+            db = g_mat.sum(axis=0)
+        if input.requires_grad:
+            dx = _conv2d_input_grad(g_mat.reshape(n, ho, wo, o), wt, (h, w), geo)
+        return (dx, dw) if bias is None else (dx, dw, db)
+
+    return make_node(out, (input, weight) if bias is None else (input, weight, bias), backward, "conv2d")
+
+
+def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None) -> Tensor:
+    """y[n,c,i,j] = (1/(kh*kw)) sum_{p<kh,q<kw} x[n,c,s*i+p,s*j+q];
+    dL/dx[n,c,s*i+p,s*j+q] += g[n,c,i,j] / (kh*kw).
+
+    kernel_size and stride are an int or an (h, w) pair; stride defaults to kernel_size.
+    """
+    _check_4d("avg_pool2d", input)
+    kh, kw = _pair(kernel_size, "kernel_size", "avg_pool2d")
+    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", "avg_pool2d")
+    if min(kh, kw, sh, sw) < 1:
+        raise ValueError(f"avg_pool2d: kernel_size and stride must be >= 1, got kernel_size={kernel_size!r}, "
+                         f"stride={stride!r}")
+    n, c, h, w = input.shape
+    if kh > h or kw > w:
+        raise ValueError(f"avg_pool2d: kernel size {(kh, kw)} is larger than the input {(h, w)} "
+                         f"(input shape {input.shape})")
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    xp, x = input.xp, input.data
+    # Tap (p, q) of every window at once: one strided slice per kernel offset.
+    taps = [(slice(None), slice(None), slice(p, p + sh * (ho - 1) + 1, sh),
+             slice(q, q + sw * (wo - 1) + 1, sw)) for p in range(kh) for q in range(kw)]
+    scale = 1.0 / (kh * kw)
+
+    out = xp.zeros_like(x[:, :, :ho, :wo])  # zeros_like keeps x's memory layout (channels-last stays so)
+    for tap in taps:
+        out += x[tap]
+    out *= scale
+
+    def backward(g: Any) -> tuple[Any]:
+        g_scaled = g * scale
+        dx = xp.zeros_like(x)
+        for tap in taps:
+            dx[tap] += g_scaled
+        return (dx,)
+
+    return make_node(out, (input,), backward, "avg_pool2d")
+
+
+_TORCH_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact")
+
+
+def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode: str = "nearest") -> Tensor:
+    """y[n,c,i,j] = x[n,c,i//s_h,j//s_w];  dL/dx[n,c,h,w] = sum_{a<s_h,b<s_w} g[n,c,s_h*h+a,s_w*w+b].
+
+    Nearest-neighbour upsampling by whole numbers: give ``scale_factor`` (an int or (h, w) pair,
+    e.g. ``interpolate(x, scale_factor=2, mode="nearest")``) or an output ``size`` that is a
+    whole multiple of the input's. Other modes are not implemented.
+    """
+    if mode != "nearest":
+        what = "is not implemented" if mode in _TORCH_MODES else "is not a mode"
+        raise NotImplementedError(f"interpolate: mode={mode!r} {what}; only mode='nearest' is supported")
+    _check_4d("interpolate", input)
+    n, c, h, w = input.shape
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor, got "
+                         f"size={size!r}, scale_factor={scale_factor!r}")
+    if size is not None:
+        out_h, out_w = _pair(size, "size", "interpolate")
+        if out_h % h or out_w % w or out_h < h or out_w < w:
+            raise ValueError(f"interpolate: size {(out_h, out_w)} must be a whole multiple of the input "
+                             f"size {(h, w)} (input shape {input.shape})")
+        sh, sw = out_h // h, out_w // w
+    else:
+        pair = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
+        whole = len(pair) == 2 and all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                       and float(f).is_integer() and f >= 1 for f in pair)
+        if not whole:
+            raise ValueError(f"interpolate: nearest mode here upsamples by whole numbers only: "
+                             f"scale_factor must be an integer >= 1 or a pair of them, got {scale_factor!r}")
+        sh, sw = int(pair[0]), int(pair[1])
+    xp = input.xp
+
+    # Channels-last: each pixel's C channels are copied as one contiguous run.
+    x_nhwc = input.data.transpose(0, 2, 3, 1)
+    up = xp.broadcast_to(x_nhwc[:, :, None, :, None, :], (n, h, sh, w, sw, c))
+    out = up.reshape(n, h * sh, w * sw, c).transpose(0, 3, 1, 2)
+
+    def backward(g: Any) -> tuple[Any]:
+        blocks = g.transpose(0, 2, 3, 1).reshape(n, h, sh, w, sw, c)  # output pixel (h*sh+a, w*sw+b)
+        return (blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2),)
+
+    return make_node(out, (input,), backward, "interpolate")
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -213,49 +341,6 @@ def _weight_grad(x: Any, g_mat: Any, kernel: tuple[int, int], stride: tuple[int,
     return sum_runs(run_blocks(weight_grad_blocks, _blocks(x, kernel, out_hw)))
 
 
-# ---------------------------------------------------------------------------- conv2d
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
-           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
-    """y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] x_pad[n,c,s*i+p,s*j+q];  dL/db[o] = sum_{n,i,j} g[n,o,i,j],
-    dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] x_pad[n,c,s*i+p,s*j+q],  dL/dx = conv_transpose(g, w).
-
-    input (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None; stride and padding are an int
-    or an (h, w) pair. Returns (N, O, Ho, Wo) with Ho = (H + 2*pad_h - kh) // s_h + 1.
-    Only dilation=1 and groups=1 are supported.
-    """
-    geo = _conv2d_geometry("conv2d", input, weight, bias, stride, padding, dilation, groups)
-    (kh, kw), (ho, wo) = geo.kernel, geo.out_hw
-    xp = input.xp
-    n, c, h, w = input.shape
-    o = weight.shape[0]
-    wt = weight.data  # the array as it is now, whatever later happens to the Tensor
-    x = input.data.transpose(0, 2, 3, 1)  # NHWC: free when the input is channels-last memory
-
-    # Weight as a (kh*kw*C, O) matrix, rows in the (p, q, c) order of a column row.
-    w_mat = wt.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
-    out = _correlate(x, w_mat, geo.kernel, geo.stride, geo.padding, geo.out_hw,
-                     None if bias is None else bias.data)
-    out = out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
-    # The columns are kh*kw (9x) the size of the input; keeping them for dW would multiply a UNet's
-    # stored activations by ~9, so backward rebuilds them from x, block by block, in cache.
-    # x itself is kept alive by the graph anyway.
-
-    def backward(g: Any) -> tuple[Any, ...]:
-        g_mat = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(n * ho * wo, o)  # free if channels-last
-        dx = dw = db = None
-        need_db = bias is not None and bias.requires_grad
-        if weight.requires_grad:
-            dw_mat, db = _weight_grad(x, g_mat, geo.kernel, geo.stride, geo.padding, geo.out_hw, need_db)
-            dw = dw_mat.reshape(kh, kw, c, o).transpose(3, 2, 0, 1)
-        elif need_db:
-            db = g_mat.sum(axis=0)
-        if input.requires_grad:
-            dx = _conv2d_input_grad(g_mat.reshape(n, ho, wo, o), wt, (h, w), geo)
-        return (dx, dw) if bias is None else (dx, dw, db)
-
-    return make_node(out, (input, weight) if bias is None else (input, weight, bias), backward, "conv2d")
-
-
 def _conv2d_input_grad(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) -> Any:
     """dL/dx of conv2d, an NCHW view of NHWC memory, from the NHWC output gradient ``g``."""
     (ph, pw), (kh, kw) = geo.padding, geo.kernel
@@ -305,91 +390,7 @@ def _input_grad_by_col2im(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) 
     return dx_pad[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
 
 
-# ---------------------------------------------------------------------------- pooling and upsampling
+# ---------------------------------------------------------------------------- argument check of pooling and upsampling
 def _check_4d(op: str, input: Tensor) -> None:
     if input.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {input.shape}")
-
-
-def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None) -> Tensor:
-    """y[n,c,i,j] = (1/(kh*kw)) sum_{p<kh,q<kw} x[n,c,s*i+p,s*j+q];
-    dL/dx[n,c,s*i+p,s*j+q] += g[n,c,i,j] / (kh*kw).
-
-    kernel_size and stride are an int or an (h, w) pair; stride defaults to kernel_size.
-    """
-    _check_4d("avg_pool2d", input)
-    kh, kw = _pair(kernel_size, "kernel_size", "avg_pool2d")
-    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", "avg_pool2d")
-    if min(kh, kw, sh, sw) < 1:
-        raise ValueError(f"avg_pool2d: kernel_size and stride must be >= 1, got kernel_size={kernel_size!r}, "
-                         f"stride={stride!r}")
-    n, c, h, w = input.shape
-    if kh > h or kw > w:
-        raise ValueError(f"avg_pool2d: kernel size {(kh, kw)} is larger than the input {(h, w)} "
-                         f"(input shape {input.shape})")
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    xp, x = input.xp, input.data
-    # Tap (p, q) of every window at once: one strided slice per kernel offset.
-    taps = [(slice(None), slice(None), slice(p, p + sh * (ho - 1) + 1, sh),
-             slice(q, q + sw * (wo - 1) + 1, sw)) for p in range(kh) for q in range(kw)]
-    scale = 1.0 / (kh * kw)
-
-    out = xp.zeros_like(x[:, :, :ho, :wo])  # zeros_like keeps x's memory layout (channels-last stays so)
-    for tap in taps:
-        out += x[tap]
-    out *= scale
-
-    def backward(g: Any) -> tuple[Any]:
-        g_scaled = g * scale
-        dx = xp.zeros_like(x)
-        for tap in taps:
-            dx[tap] += g_scaled
-        return (dx,)
-
-    return make_node(out, (input,), backward, "avg_pool2d")
-
-
-_TORCH_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact")
-
-
-def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode: str = "nearest") -> Tensor:
-    """y[n,c,i,j] = x[n,c,i//s_h,j//s_w];  dL/dx[n,c,h,w] = sum_{a<s_h,b<s_w} g[n,c,s_h*h+a,s_w*w+b].
-
-    Nearest-neighbour upsampling by whole numbers: give ``scale_factor`` (an int or (h, w) pair,
-    e.g. ``interpolate(x, scale_factor=2, mode="nearest")``) or an output ``size`` that is a
-    whole multiple of the input's. Other modes are not implemented.
-    """
-    if mode != "nearest":
-        what = "is not implemented" if mode in _TORCH_MODES else "is not a mode"
-        raise NotImplementedError(f"interpolate: mode={mode!r} {what}; only mode='nearest' is supported")
-    _check_4d("interpolate", input)
-    n, c, h, w = input.shape
-    if (size is None) == (scale_factor is None):
-        raise ValueError("interpolate: give exactly one of size and scale_factor, got "
-                         f"size={size!r}, scale_factor={scale_factor!r}")
-    if size is not None:
-        out_h, out_w = _pair(size, "size", "interpolate")
-        if out_h % h or out_w % w or out_h < h or out_w < w:
-            raise ValueError(f"interpolate: size {(out_h, out_w)} must be a whole multiple of the input "
-                             f"size {(h, w)} (input shape {input.shape})")
-        sh, sw = out_h // h, out_w // w
-    else:
-        pair = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
-        whole = len(pair) == 2 and all(isinstance(f, (int, float)) and not isinstance(f, bool)
-                                       and float(f).is_integer() and f >= 1 for f in pair)
-        if not whole:
-            raise ValueError(f"interpolate: nearest mode here upsamples by whole numbers only: "
-                             f"scale_factor must be an integer >= 1 or a pair of them, got {scale_factor!r}")
-        sh, sw = int(pair[0]), int(pair[1])
-    xp = input.xp
-
-    # Channels-last: each pixel's C channels are copied as one contiguous run.
-    x_nhwc = input.data.transpose(0, 2, 3, 1)
-    up = xp.broadcast_to(x_nhwc[:, :, None, :, None, :], (n, h, sh, w, sw, c))
-    out = up.reshape(n, h * sh, w * sw, c).transpose(0, 3, 1, 2)
-
-    def backward(g: Any) -> tuple[Any]:
-        blocks = g.transpose(0, 2, 3, 1).reshape(n, h, sh, w, sw, c)  # output pixel (h*sh+a, w*sw+b)
-        return (blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2),)
-
-    return make_node(out, (input,), backward, "interpolate")

@@ -1,16 +1,10 @@
 """Normalisation: group_norm (and group_norm_silu, its fusion with the activation that follows it
 in every residual block), and layer_norm. Whole ops with closed-form backwards.
 
-Group norm splits the C channels of x (N, C, *) into G groups and standardises each (sample,
-group) block of M = (C/G) * prod(*) values with its own mean mu and 1/std r:
-
-    x_hat = (x - mu) r,   r = 1 / sqrt(var + eps),   y = gamma_c x_hat + beta_c.
-
-Backward. Write dxhat = g gamma (the gradient reaching x_hat). x_hat depends on x directly and
-through mu and r; differentiating and using sum(x_hat) = 0, sum(x_hat^2) = M in a block gives
-
-    dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)),   means over the block,
-    dgamma_c = sum_{n, *} g x_hat,   dbeta_c = sum_{n, *} g.
+Read ``norm_reference.py`` first: group norm and group norm + SiLU as on paper, forward and
+backward, with the derivation of dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)),
+dxhat = g gamma, r = 1/std, means over each (sample, group) block of M = (C/G) * prod(*) values.
+This module computes the same numbers fast.
 
 How it is computed. Every reduction runs over the spatial axes for each (n, c) and is then
 summed within a group on the tiny (N, C) result. Reducing (x.reshape(N, G, C/G, H, W)) over
@@ -20,9 +14,6 @@ transposed or copied. The backward needs only two such sums per (n, c),
     sum_* g   and   sum_* g x   (so sum_* g x_hat = r (sum_* g x - mu sum_* g)),
 after which dx = A g + B x + C with A per (n, c) and B, C per (n, g). So the forward keeps just
 mu and r per (n, g), not x_hat.
-
-``group_norm_reference`` composes the same function from Tensor ops (reshape, mean, var, sqrt)
-and lets autograd derive its backward; the tests check that the two agree.
 """
 from __future__ import annotations
 
@@ -34,12 +25,90 @@ from autograd.functional.activation import silu_grad_rows, silu_of_half
 from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 from autograd.tensor import Tensor, is_grad_enabled, make_node
 
-# --------------------------------------------------------------------------- group norm core
 # Samples processed at a time: each op makes 4-12 passes over its (N, C, *) array, and a block
 # this size is still in the core's cache for every pass after the first (see autograd/ops/_blocks.py).
 _BLOCK_BYTES = 1 << 20
 
 
+# --------------------------------------------------------------------------- public ops
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """y = gamma x_hat + beta, x_hat = (x - mu)/sqrt(var + eps) per (sample, group of C/G channels).
+    dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)), dxhat = g gamma, r = 1/std;
+    dgamma = sum g x_hat, dbeta = sum g (over N and *)."""
+    _check_group_norm("group_norm", input, num_groups, weight, bias)
+    x, gamma = input.data, _data(weight)
+    y, _, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps)
+
+    def grads_of(g, need):
+        return _normalize_backward(g, x, num_groups, gamma, mu, rstd, need)
+    return _node("group_norm", y, input, weight, bias, grads_of)
+
+
+def group_norm_silu(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+                    eps: float = 1e-5) -> Tensor:
+    """y = silu(z) = z s(z), z = group_norm(x, ...), s the logistic, as one op.
+    dL/dz = g (s + y (1 - s)), then group_norm's backward from dL/dz.
+
+    Against silu(group_norm(...)) it keeps one activation-sized array fewer alive for the
+    backward (s, not z and s; y is this node's own output) and allocates two fewer (y is made
+    in z's buffer, dL/dx in dL/dz's).
+    """
+    _check_group_norm("group_norm_silu", input, num_groups, weight, bias)
+    x, gamma = input.data, _data(weight)
+    recording = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    y, s, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps, silu=True, keep_s=recording)
+
+    def grads_of(g, need):
+        return _normalize_backward(g, x, num_groups, gamma, mu, rstd, need, y=y, s=s)
+    return _node("group_norm_silu", y, input, weight, bias, grads_of)
+
+
+def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """y = gamma x_hat + beta, x_hat = (x - mu)/sqrt(var + eps) over the last len(normalized_shape) dims.
+    dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)), dxhat = g gamma; dgamma = sum g x_hat,
+    dbeta = sum g (over the leading dims).
+
+    Closed-form backward, as group_norm's; the forward keeps x_hat (one array) and r.
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or input.shape[input.ndim - k:] != shape:
+        raise ValueError(f"layer_norm: input shape {input.shape} does not end in normalized_shape {shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != shape:
+            raise ValueError(f"layer_norm: {name} must have normalized_shape {shape}, got {p.shape}")
+    xp, x = input.xp, input.data
+    axes = tuple(range(x.ndim - k, x.ndim))
+    lead = tuple(range(x.ndim - k))
+    x_hat = x - x.mean(axis=axes, keepdims=True)
+    rstd = 1 / xp.sqrt(xp.square(x_hat).mean(axis=axes, keepdims=True) + eps)
+    x_hat *= rstd
+    gamma, beta = _data(weight), _data(bias)
+    if gamma is not None:
+        y = x_hat * gamma
+        if beta is not None:
+            y += beta
+    else:
+        y = x_hat if beta is None else x_hat + beta
+
+    def grads_of(g, need):
+        need_x, need_gamma, need_beta = need
+        dgamma = (g * x_hat).sum(axis=lead) if need_gamma else None
+        dbeta = g.sum(axis=lead) if need_beta else None
+        dx = None
+        if need_x:
+            dx = g * gamma if gamma is not None else g.copy()   # dxhat, a buffer of our own
+            mean_dxhat_xhat = (dx * x_hat).mean(axis=axes, keepdims=True)
+            dx -= dx.mean(axis=axes, keepdims=True)
+            dx -= x_hat * mean_dxhat_xhat
+            dx *= rstd
+        return dx, dgamma, dbeta
+    return _node("layer_norm", y, input, weight, bias, grads_of)
+
+
+# ---------------------------------------- group norm core: blocks of samples, on every core
 def _per_channel(v: Any, group_size: int, ndim: int) -> Any:
     """(N, G) per-group values -> (N, C, 1, ..., 1), each value repeated for the group's channels."""
     xp = get_array_module(v)
@@ -162,6 +231,7 @@ def _normalize_backward(g: Any, x: Any, num_groups: int, gamma: Any, mu: Any, rs
     return (dx if need_x else None), (dgamma if need_gamma else None), (dbeta if need_beta else None)
 
 
+# --------------------------------------------------------------------------- argument checks and graph nodes
 def _check_group_norm(op: str, input: Tensor, num_groups: int, weight: Tensor | None,
                       bias: Tensor | None) -> None:
     if input.ndim < 2:
@@ -192,100 +262,3 @@ def _node(op: str, out: Any, input: Tensor, weight: Tensor | None, bias: Tensor 
 
 def _data(t: Tensor | None) -> Any:
     return None if t is None else t.data
-
-
-# --------------------------------------------------------------------------- public ops
-
-
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
-               eps: float = 1e-5) -> Tensor:
-    """y = gamma x_hat + beta, x_hat = (x - mu)/sqrt(var + eps) per (sample, group of C/G channels).
-    dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)), dxhat = g gamma, r = 1/std;
-    dgamma = sum g x_hat, dbeta = sum g (over N and *)."""
-    _check_group_norm("group_norm", input, num_groups, weight, bias)
-    x, gamma = input.data, _data(weight)
-    y, _, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps)
-
-    def grads_of(g, need):
-        return _normalize_backward(g, x, num_groups, gamma, mu, rstd, need)
-    return _node("group_norm", y, input, weight, bias, grads_of)
-
-
-def group_norm_silu(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
-                    eps: float = 1e-5) -> Tensor:
-    """y = silu(z) = z s(z), z = group_norm(x, ...), s the logistic, as one op.
-    dL/dz = g (s + y (1 - s)), then group_norm's backward from dL/dz.
-
-    Against silu(group_norm(...)) it keeps one activation-sized array fewer alive for the
-    backward (s, not z and s; y is this node's own output) and allocates two fewer (y is made
-    in z's buffer, dL/dx in dL/dz's).
-    """
-    _check_group_norm("group_norm_silu", input, num_groups, weight, bias)
-    x, gamma = input.data, _data(weight)
-    recording = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
-    y, s, mu, rstd = _normalize(x, num_groups, gamma, _data(bias), eps, silu=True, keep_s=recording)
-
-    def grads_of(g, need):
-        return _normalize_backward(g, x, num_groups, gamma, mu, rstd, need, y=y, s=s)
-    return _node("group_norm_silu", y, input, weight, bias, grads_of)
-
-
-def group_norm_reference(input: Tensor, num_groups: int, weight: Tensor | None = None,
-                         bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """group_norm composed from Tensor ops, for reading and for testing the fused op."""
-    _check_group_norm("group_norm_reference", input, num_groups, weight, bias)
-    n, c = input.shape[:2]
-    blocks = input.reshape(n, num_groups, -1)  # one row per (sample, group)
-    mu = blocks.mean(axis=2, keepdims=True)
-    var = blocks.var(axis=2, keepdims=True)
-    x_hat = ((blocks - mu) / (var + eps).sqrt()).reshape(input.shape)
-    per_channel = (1, c) + (1,) * (input.ndim - 2)
-    if weight is not None:
-        x_hat = x_hat * weight.reshape(per_channel)
-    if bias is not None:
-        x_hat = x_hat + bias.reshape(per_channel)
-    return x_hat
-
-
-def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """y = gamma x_hat + beta, x_hat = (x - mu)/sqrt(var + eps) over the last len(normalized_shape) dims.
-    dx = r (dxhat - mean(dxhat) - x_hat mean(dxhat x_hat)), dxhat = g gamma; dgamma = sum g x_hat,
-    dbeta = sum g (over the leading dims).
-
-    Closed-form backward, as group_norm's; the forward keeps x_hat (one array) and r.
-    """
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if k == 0 or input.ndim < k or input.shape[input.ndim - k:] != shape:
-        raise ValueError(f"layer_norm: input shape {input.shape} does not end in normalized_shape {shape}")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != shape:
-            raise ValueError(f"layer_norm: {name} must have normalized_shape {shape}, got {p.shape}")
-    xp, x = input.xp, input.data
-    axes = tuple(range(x.ndim - k, x.ndim))
-    lead = tuple(range(x.ndim - k))
-    x_hat = x - x.mean(axis=axes, keepdims=True)
-    rstd = 1 / xp.sqrt(xp.square(x_hat).mean(axis=axes, keepdims=True) + eps)
-    x_hat *= rstd
-    gamma, beta = _data(weight), _data(bias)
-    if gamma is not None:
-        y = x_hat * gamma
-        if beta is not None:
-            y += beta
-    else:
-        y = x_hat if beta is None else x_hat + beta
-
-    def grads_of(g, need):
-        need_x, need_gamma, need_beta = need
-        dgamma = (g * x_hat).sum(axis=lead) if need_gamma else None
-        dbeta = g.sum(axis=lead) if need_beta else None
-        dx = None
-        if need_x:
-            dx = g * gamma if gamma is not None else g.copy()   # dxhat, a buffer of our own
-            mean_dxhat_xhat = (dx * x_hat).mean(axis=axes, keepdims=True)
-            dx -= dx.mean(axis=axes, keepdims=True)
-            dx -= x_hat * mean_dxhat_xhat
-            dx *= rstd
-        return dx, dgamma, dbeta
-    return _node("layer_norm", y, input, weight, bias, grads_of)
