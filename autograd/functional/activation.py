@@ -23,9 +23,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_C = math.sqrt(2.0 / math.pi)  # constants of the tanh approximation of gelu
 _TANH_K = 0.044715
 # Below this size an activation runs whole on the calling thread: sharing it out costs more.
-# A quarter of the single-pass threshold, because silu makes four or five passes per call: on
-# the toy MLP's (1024, 256) float32 maps (1 MB) sharing them out took its training step from a
-# median 10.7 to 10.1 ms (six interleaved runs of 350 steps each, 2 threads).
+# A quarter of the single-pass threshold, because silu makes four or five passes per call
+# (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
 _SPLIT_BYTES = _blocks.SPLIT_BYTES // 4
 
 

@@ -217,10 +217,9 @@ def _conv2d_geometry(op: str, input: Tensor, weight: Tensor, bias: Tensor | None
 # ---------------------------------------------------------------------------- im2col in cache-sized blocks
 # Bytes of im2col matrix built and multiplied at a time. The whole matrix of a UNet layer is tens
 # of MB (kh*kw = 9 times its input): built at once it goes out to DRAM and comes back for the
-# GEMM, and memory bandwidth, not arithmetic, sets the pace (measured on a 2-core Xeon VM: the
-# 28x28x32-channel convolution of batch 64 ran 2.4x faster as 64 one-image blocks than as one
-# matrix, 3.4x with 96 channels). A block this size is still in the core's L2 cache when the
-# GEMM reads it, and a few hundred rows keep the GEMM efficient.
+# GEMM, and memory bandwidth, not arithmetic, sets the pace. A block this size is still in the
+# core's L2 cache when the GEMM reads it, and a few hundred rows keep the GEMM efficient
+# (measured: benchmarks/results/autograd-measurements.md#convolution).
 _BLOCK_BYTES = 1 << 20
 
 
@@ -277,8 +276,8 @@ def _column_blocks(x: Any, blocks: list[slice], kernel: tuple[int, int], stride:
     cols = xp.lib.stride_tricks.as_strided(
         matrix, (nb, ho, wo, kh, kw, c), (ho * wo * row, wo * row, row, kw * c * item, c * item, item))
     padded = xp.zeros((nb, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype) if ph or pw else None
-    # One windows view for all the blocks, sliced per block (as_strided costs ~15 us of Python
-    # per call, held under the GIL: ~2000 blocks per UNet step).
+    # One windows view for all the blocks, sliced per block: as_strided is slow Python held under
+    # the GIL, and a UNet step has thousands of blocks (benchmarks/results/autograd-measurements.md#convolution).
     windows = _windows(x if padded is None else padded, kernel, stride, out_hw)
     for block in blocks:
         m = block.stop - block.start
@@ -297,7 +296,7 @@ def _correlate(x: Any, w_mat: Any, kernel: tuple[int, int], stride: tuple[int, i
     blocks shared among the cores (``run_blocks``).
 
     The bias rides in the GEMM: [columns, 1] @ [w_mat; b] = columns @ w_mat + b, which saves a
-    pass over each output block (b64 UNet forward at one thread: 17 of 411 ms of convolution).
+    pass over each output block (measured: benchmarks/results/autograd-measurements.md#convolution).
     """
     xp = get_array_module(x)
     out = xp.empty((x.shape[0] * out_hw[0] * out_hw[1], w_mat.shape[1]), dtype=x.dtype)
@@ -322,7 +321,7 @@ def _weight_grad(x: Any, g_mat: Any, kernel: tuple[int, int], stride: tuple[int,
     threads, while each block of g is in cache, rather than as one more pass on the caller's.
 
     columns^T @ g rather than g^T @ columns: same maths, but OpenBLAS runs the latter's
-    (O, rows) x (rows, K) shape up to 7x slower here.
+    (O, rows) x (rows, K) shape much slower (benchmarks/results/autograd-measurements.md#convolution).
     """
     xp = get_array_module(x)
 
@@ -347,7 +346,7 @@ def _conv2d_input_grad(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) -> 
     if geo.stride == (1, 1) and ph <= kh - 1 and pw <= kw - 1:
         return _input_grad_by_flipped_conv(g, wt, hw, geo)
     # With stride s the flipped-kernel convolution would run over the gradient dilated with zeros,
-    # wasting (s^2 - 1)/s^2 of its GEMM on them: 3x slower than col2im at stride 2 (N=64, C=64, 28x28).
+    # wasting (s^2 - 1)/s^2 of its GEMM on them (measured: benchmarks/results/autograd-measurements.md#convolution).
     # (And padding > k - 1, which no network uses, would need the gradient cropped first.)
     return _input_grad_by_col2im(g, wt, hw, geo)
 
@@ -369,8 +368,8 @@ def _input_grad_by_flipped_conv(g: Any, wt: Any, hw: tuple[int, int], geo: _Geom
 def _input_grad_by_col2im(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) -> Any:
     """Any stride: the gradient of the columns is g @ W^T (rows (n, i, j), columns (p, q, c));
     column (p, q) was copied from x_pad[:, s*i + p, s*j + q], so col2im adds it back there:
-    kh*kw strided slice-adds (never np.add.at, which is an order of magnitude slower), a block of
-    images at a time so that the block's column gradient stays in cache."""
+    kh*kw strided slice-adds (never np.add.at, which is far slower: benchmarks/results/autograd-measurements.md#convolution),
+    a block of images at a time so that the block's column gradient stays in cache."""
     (sh, sw), (ph, pw), (kh, kw), (ho, wo) = geo
     h, w = hw
     n, o, c = g.shape[0], wt.shape[0], wt.shape[1]

@@ -43,8 +43,7 @@ def linear_silu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     The hidden layer of an MLP. As two ops, each would hand its rows to the engine's threads
     once forward and once backward; here each thread takes its rows through the GEMM and the
     SiLU (and back) while they are still in its cache. The toy MLP's matrices are small enough
-    for those hand-offs to show: its training step at 2 threads, ten interleaved rounds of 30
-    steps in one process, median 7.9 ms as two ops, 6.6 ms as one.
+    for those hand-offs to show (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
     """
     return _linear("linear_silu", input, weight, bias, silu=True)
 

@@ -8,9 +8,9 @@ This module computes the same numbers fast.
 
 How it is computed. Every reduction runs over the spatial axes for each (n, c) and is then
 summed within a group on the tiny (N, C) result. Reducing (x.reshape(N, G, C/G, H, W)) over
-three axes at once is up to 20x slower when x is an NCHW view of channels-last (NHWC) memory,
-which convolutions may hand us; per-(n, c) reductions are fast in both layouts, and nothing is
-transposed or copied. The backward needs only two such sums per (n, c),
+three axes at once is many times slower when x is an NCHW view of channels-last (NHWC) memory,
+which convolutions may hand us (benchmarks/results/autograd-measurements.md#group-norm); per-(n, c) reductions are fast in
+both layouts, and nothing is transposed or copied. The backward needs only two such sums per (n, c),
     sum_* g   and   sum_* g x   (so sum_* g x_hat = r (sum_* g x - mu sum_* g)),
 after which dx = A g + B x + C with A per (n, c) and B, C per (n, g). So the forward keeps just
 mu and r per (n, g), not x_hat.
@@ -125,8 +125,8 @@ def _axes(a: Any) -> str:
 
 
 def _spatial_sum(a: Any) -> Any:
-    """sum over the spatial axes of a, per (n, c). (einsum: ~3x faster than a.sum(axis=(2, 3))
-    on an NCHW view of channels-last memory, and as fast on contiguous NCHW.)"""
+    """sum over the spatial axes of a, per (n, c). (einsum: faster than a.sum(axis=(2, 3)) on an
+    NCHW view of channels-last memory, as fast on contiguous NCHW: benchmarks/results/autograd-measurements.md#group-norm.)"""
     return get_array_module(a).einsum(f"{_axes(a)}->nc", a)
 
 

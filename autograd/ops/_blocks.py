@@ -23,8 +23,8 @@ T = TypeVar("T")
 
 
 # Elementwise work below this size runs whole on the calling thread: waking a sleeping thread on
-# another core costs ~0.1 ms on the 2-vCPU VM this was measured on (a tanh over 4 MB took 0.46 ms
-# on one thread and as long on two; over 16 MB, half as long), so only bigger passes gain.
+# another core costs more than a smaller pass saves
+# (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
 SPLIT_BYTES = 4 << 20
 
 
@@ -70,8 +70,8 @@ def num_threads() -> int:
     else 1, leaving the cores to the BLAS's own threads.
 
     Never both: a BLAS thread pool spins, waiting for its next GEMM, and a second pool calling
-    into it at the same time gets the worst of each (measured: a UNet step 20x slower on a
-    2-core machine with one core busy elsewhere). The engine's own threads only block.
+    into it at the same time gets the worst of each. The engine's own threads only block.
+    (Measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays.)
     """
     value = os.environ.get("AUTOGRAD_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
