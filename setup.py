@@ -12,7 +12,8 @@ setup(
     install_requires=["numpy>=1.24", "scipy>=1.10", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        # ruff and mypy run as tests (tests/test_lint.py), so CI keeps the code to their rules.
+        "test": ["pytest>=7", "hypothesis>=6.80", "ruff>=0.5", "mypy>=1.10"],
         # Only for benchmarks/torch_reference.py (the side-by-side speed benchmark); the
         # package itself never imports torch. CPU wheel: pip install torch==2.13.0+cpu
         "bench": ["torch"],

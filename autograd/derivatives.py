@@ -19,10 +19,10 @@ import inspect
 import pkgutil
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "derivatives.md"
 PACKAGES = ("autograd.ops", "autograd.functional")
@@ -55,6 +55,7 @@ def _modules() -> list[ModuleType]:
     """The op modules that exist now (functional may still be incomplete, or not importable)."""
     modules = []
     for package_name in PACKAGES:
+        package: ModuleType | None
         try:
             package = importlib.import_module(package_name)
         except ImportError:  # autograd.functional imports every submodule; try them one by one

@@ -8,11 +8,16 @@ topological order. That is all reverse-mode autodiff is.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from autograd.backend import device_of, get_array_module, host_array, is_array, to_device, to_numpy
 from autograd.ops._blocks import elementwise  # the threaded a + b that sums a gradient used twice
 
+if TYPE_CHECKING:  # +, @, sum, reshape, exp, ...: attached in autograd/tensor_methods.py, declared there
+    from autograd.tensor_methods import TensorMethods
+else:
+    TensorMethods = object
 
 # Whether ops record the graph. The one piece of global state, as in every autograd: the
 # `no_grad` context below is the only thing that changes it.
@@ -53,15 +58,14 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that remembers how it was computed.
 
     ``Tensor(array)`` keeps the array's dtype and device (a CuPy array stays on the GPU);
     Python numbers and lists become float32. Only floating-point tensors may require grad.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_grad_norm",
-                 "name", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_grad_norm", "name", "__weakref__")
     # Make `numpy_array * tensor` call Tensor.__rmul__ instead of numpy's elementwise loop.
     __array_priority__ = 1000
 
@@ -73,13 +77,11 @@ class Tensor:
             if dtype is not None:
                 data = data.astype(dtype, copy=False)
         else:  # NumPy scalars keep their dtype; Python numbers and (nested) lists become float32
-            if dtype is None and not hasattr(data, "dtype"):
-                dtype = "float32"
-            data = host_array(data, dtype)
+            data = host_array(data, "float32" if dtype is None and not hasattr(data, "dtype") else dtype)
         if requires_grad and data.dtype.kind not in "fc":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
-        self.data = data
-        self.grad = None
+        self.data: Any = data
+        self.grad: Any = None
         self.requires_grad = bool(requires_grad)
         self._parents: tuple[Tensor, ...] = ()
         self._backward: Callable | None = None
@@ -233,8 +235,6 @@ class Tensor:
     def __iter__(self) -> Iterator[Tensor]:
         for i in range(len(self)):
             yield self[i]
-
-    # Operators and methods (+, @, sum, reshape, exp, ...) are attached in autograd/tensor_methods.py.
 
 
 def _freed_backward(op: str) -> Callable:

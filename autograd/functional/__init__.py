@@ -16,5 +16,5 @@ from autograd.functional.loss import cross_entropy, mse_loss
 from autograd.functional.norm import group_norm, group_norm_silu, layer_norm
 
 __all__ = ["linear", "linear_silu", "conv2d", "group_norm", "group_norm_silu", "layer_norm", "silu", "gelu",
-           "relu", "sigmoid", "tanh", "softmax", "log_softmax", "scaled_dot_product_attention", "mse_loss", "cross_entropy",
-           "avg_pool2d", "interpolate", "embedding", "dropout"]
+           "relu", "sigmoid", "tanh", "softmax", "log_softmax", "scaled_dot_product_attention", "mse_loss",
+           "cross_entropy",           "avg_pool2d", "interpolate", "embedding", "dropout"]

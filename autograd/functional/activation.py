@@ -13,9 +13,9 @@ import math
 from typing import Any
 
 from autograd.backend import get_array_module
+from autograd.functional.special import erf
 from autograd.ops import _blocks
 from autograd.ops._blocks import row_blocks, run_blocks
-from autograd.functional.special import erf
 from autograd.tensor import Tensor, make_node
 
 _SQRT_HALF = math.sqrt(0.5)

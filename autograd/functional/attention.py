@@ -200,7 +200,8 @@ def _attention_split_by_batch(query: Tensor, key: Tensor, value: Tensor, scale: 
 
         def backward_rows(run: list[slice]) -> None:
             for r in run:
-                parts = _attend_backward(g[r], q[r], k[r], v[r], p[r], out[r], scale, *need, False)
+                parts = _attend_backward(g[r], q[r], k[r], v[r], p[r], out[r], scale, need[0], need[1], need[2],
+                                         False)
                 for grad, part in zip(grads, parts):
                     if grad is not None:
                         grad[r] = part

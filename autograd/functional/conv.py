@@ -21,7 +21,8 @@ derived backward, computed as im2col + GEMM:
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from autograd.backend import device_of, get_array_module
 from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
@@ -205,12 +206,12 @@ def _conv2d_geometry(op: str, input: Tensor, weight: Tensor, bias: Tensor | None
     if min(stride) < 1 or min(padding) < 0:
         raise ValueError(f"{op}: stride must be >= 1 and padding >= 0, got stride={stride}, "
                          f"padding={padding}")
-    kernel = weight.shape[2:]
+    kernel = (weight.shape[2], weight.shape[3])
     padded = (input.shape[2] + 2 * padding[0], input.shape[3] + 2 * padding[1])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{op}: kernel size {kernel} is larger than the padded input {padded} "
                          f"(input shape {input.shape}, padding {padding})")
-    out_hw = tuple((padded[d] - kernel[d]) // stride[d] + 1 for d in range(2))
+    out_hw = ((padded[0] - kernel[0]) // stride[0] + 1, (padded[1] - kernel[1]) // stride[1] + 1)
     return _Geometry(stride, padding, kernel, out_hw)
 
 
@@ -368,8 +369,8 @@ def _input_grad_by_flipped_conv(g: Any, wt: Any, hw: tuple[int, int], geo: _Geom
 def _input_grad_by_col2im(g: Any, wt: Any, hw: tuple[int, int], geo: _Geometry) -> Any:
     """Any stride: the gradient of the columns is g @ W^T (rows (n, i, j), columns (p, q, c));
     column (p, q) was copied from x_pad[:, s*i + p, s*j + q], so col2im adds it back there:
-    kh*kw strided slice-adds (never np.add.at, which is far slower: benchmarks/results/autograd-measurements.md#convolution),
-    a block of images at a time so that the block's column gradient stays in cache."""
+    kh*kw strided slice-adds (never np.add.at, which is far slower), a block of images at a time
+    so that the block's column gradient stays in cache (benchmarks/results/autograd-measurements.md#convolution)."""
     (sh, sw), (ph, pw), (kh, kw), (ho, wo) = geo
     h, w = hw
     n, o, c = g.shape[0], wt.shape[0], wt.shape[1]

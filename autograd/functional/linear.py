@@ -43,7 +43,8 @@ def linear_silu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     The hidden layer of an MLP. As two ops, each would hand its rows to the engine's threads
     once forward and once backward; here each thread takes its rows through the GEMM and the
     SiLU (and back) while they are still in its cache. The toy MLP's matrices are small enough
-    for those hand-offs to show (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
+    for those hand-offs to show
+    (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
     """
     return _linear("linear_silu", input, weight, bias, silu=True)
 
@@ -154,7 +155,7 @@ def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: b
     # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); few rows: one GEMM.
     blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
     y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
-    s = xp.empty_like(y) if silu else None  # the logistic of z, for the backward
+    s: Any = xp.empty_like(y) if silu else None  # the logistic of z, for the backward
 
     def forward_rows(run: list[slice]) -> None:
         for r in run:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from autograd.backend import get_array_module
 from autograd.functional.activation_reference import silu_backward, silu_forward
 from autograd.random import default_generator
 from autograd.tensor import Tensor, make_node
@@ -52,7 +51,7 @@ def dropout_reference(input: Tensor, p: float = 0.5, training: bool = True, gene
         return input
     x = input.data
     if p == 1.0:  # everything dropped (and nothing drawn)
-        keep, scale = np.zeros(x.shape, dtype=bool), 0.0
+        keep, scale = input.xp.zeros(x.shape, dtype=bool), 0.0
     else:
         rng = default_generator(input.xp) if generator is None else generator
         keep, scale = bernoulli_keep(rng, x, p), 1 / (1 - p)
@@ -67,12 +66,14 @@ def bernoulli_keep(generator: Any, x: Any, p: float) -> Any:
     NumPy: u are 32-bit halves of the generator's raw 64-bit draws, and P(u >= round(p 2^32))
     = 1 - p to within 2^-33. CuPy: u uniform on [0, 1), and P(u >= p) = 1 - p.
     """
+    xp = get_array_module(x)
     order = sorted(range(x.ndim), key=lambda d: -abs(x.strides[d]))  # axes, slowest to fastest in memory
     shape_in_memory = tuple(x.shape[d] for d in order)
     if getattr(generator, "bit_generator", None) is not None:
-        u = generator.bit_generator.random_raw(-(-x.size // 2)).view(np.uint32)[:x.size]
-        keep = u >= np.uint32(min(round(p * 2**32), 2**32 - 1))
+        u = generator.bit_generator.random_raw(-(-x.size // 2)).view(xp.uint32)[:x.size]
+        keep = u >= xp.uint32(min(round(p * 2**32), 2**32 - 1))
     else:
-        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+        dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
         keep = generator.random(shape_in_memory or (1,), dtype=dtype) >= p
-    return keep.reshape(shape_in_memory).transpose(np.argsort(order))
+    back = sorted(range(x.ndim), key=order.__getitem__)  # memory order -> x's axes
+    return keep.reshape(shape_in_memory).transpose(back)

@@ -9,8 +9,9 @@ This module computes the same numbers fast.
 How it is computed. Every reduction runs over the spatial axes for each (n, c) and is then
 summed within a group on the tiny (N, C) result. Reducing (x.reshape(N, G, C/G, H, W)) over
 three axes at once is many times slower when x is an NCHW view of channels-last (NHWC) memory,
-which convolutions may hand us (benchmarks/results/autograd-measurements.md#group-norm); per-(n, c) reductions are fast in
-both layouts, and nothing is transposed or copied. The backward needs only two such sums per (n, c),
+which convolutions may hand us (benchmarks/results/autograd-measurements.md#group-norm);
+per-(n, c) reductions are fast in both layouts, and nothing is transposed or copied. The
+backward needs only two such sums per (n, c),
     sum_* g   and   sum_* g x   (so sum_* g x_hat = r (sum_* g x - mu sum_* g)),
 after which dx = A g + B x + C with A per (n, c) and B, C per (n, g). So the forward keeps just
 mu and r per (n, g), not x_hat.
@@ -18,7 +19,8 @@ mu and r per (n, g), not x_hat.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from autograd.backend import get_array_module
 from autograd.functional.activation import silu_grad_rows, silu_of_half
@@ -126,7 +128,8 @@ def _axes(a: Any) -> str:
 
 def _spatial_sum(a: Any) -> Any:
     """sum over the spatial axes of a, per (n, c). (einsum: faster than a.sum(axis=(2, 3)) on an
-    NCHW view of channels-last memory, as fast on contiguous NCHW: benchmarks/results/autograd-measurements.md#group-norm.)"""
+    NCHW view of channels-last memory, as fast on contiguous NCHW:
+    benchmarks/results/autograd-measurements.md#group-norm.)"""
     return get_array_module(a).einsum(f"{_axes(a)}->nc", a)
 
 
@@ -151,7 +154,7 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
     m = group_size * math.prod(x.shape[2:])
     expand = (-1,) + (1,) * (x.ndim - 2)  # (C,) -> (C, 1, ..., 1)
     y = xp.empty_like(x)
-    s = xp.empty_like(x) if silu and keep_s else None
+    s: Any = xp.empty_like(x) if silu and keep_s else None
     mu = xp.empty((n, num_groups), dtype=x.dtype)
     rstd = xp.empty((n, num_groups), dtype=x.dtype)
     # With silu, normalise to h = z/2 directly: then s = (1 + tanh h)/2 and y = z s = h (1 + tanh h),
@@ -160,7 +163,7 @@ def _normalize(x: Any, num_groups: int, gamma: Any, beta: Any, eps: float,
     shift = None if beta is None else beta.reshape(expand) * half
 
     def normalize_blocks(blocks: list[slice]) -> None:
-        scratch = None if s is not None or not silu or not blocks else xp.empty_like(x[blocks[0]])
+        scratch: Any = None if s is not None or not silu or not blocks else xp.empty_like(x[blocks[0]])
         for b in blocks:
             xb, yb = x[b], y[b]
             mu[b] = _group_sum(_spatial_sum(xb), num_groups) / m
@@ -192,7 +195,7 @@ def _normalize_backward(g: Any, x: Any, num_groups: int, gamma: Any, mu: Any, rs
     group_size = c // num_groups
     m = group_size * math.prod(x.shape[2:])
     silu = s is not None
-    dx = xp.empty_like(x) if need_x or silu else None
+    dx: Any = xp.empty_like(x) if need_x or silu else None
 
     def backward_blocks(blocks: list[slice]) -> tuple[Any, Any]:
         """dx for these blocks (written into dx), and their parts of dgamma and dbeta."""

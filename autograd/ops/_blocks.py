@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from autograd.backend import get_array_module
 
@@ -63,7 +64,7 @@ def row_blocks(xp: Any, a: Any, split_bytes: int) -> list[Any]:
     return even_blocks(xp, a.shape[0], 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def num_threads() -> int:
     """Threads for block work, read once at first use: AUTOGRAD_NUM_THREADS if set; else every
     CPU if the BLAS is pinned to one thread (OPENBLAS_NUM_THREADS=1 or OMP_NUM_THREADS=1);
@@ -80,7 +81,7 @@ def num_threads() -> int:
     return (os.cpu_count() or 1) if blas == "1" else 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autograd-blocks")
 

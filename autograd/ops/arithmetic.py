@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograd.backend import device_of, get_array_module
+from autograd.backend import device_of
 from autograd.ops import _blocks
 from autograd.tensor import Tensor, as_tensor, make_node
 
