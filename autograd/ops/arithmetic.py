@@ -83,10 +83,11 @@ def mul(a: Any, b: Any) -> Tensor:
         raise _broadcast_error("mul", a, b) from None
 
     def backward(g):
-        def times(u: Any) -> Any:  # g * u, a slice per engine thread when big
-            return _blocks.elementwise(a.xp.multiply, g, u, _SPLIT_BYTES)
-        return (unbroadcast(times(b.data), a.shape) if a.requires_grad else None,
-                unbroadcast(times(a.data), b.shape) if b.requires_grad else None)
+        xp = a.xp
+        return (unbroadcast(_blocks.elementwise(xp.multiply, g, b.data, _SPLIT_BYTES), a.shape)
+                if a.requires_grad else None,
+                unbroadcast(_blocks.elementwise(xp.multiply, g, a.data, _SPLIT_BYTES), b.shape)
+                if b.requires_grad else None)
     return make_node(out, (a, b), backward, "mul")
 
 
