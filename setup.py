@@ -19,8 +19,9 @@ setup(
         # Data-parallel training (mpiexec -n K tinydiff train ... --distributed): mpi4py and an
         # MPI from the package index (the mpich wheel puts mpiexec into the environment's bin/).
         "mpi": ["mpi4py>=3.1", "mpich"],
-        # mpi4py and mpich too, so that CI runs the distributed tests.
-        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=3.1", "mpich"],
+        # mpi4py and mpich, so that CI runs the distributed tests; ruff and mypy run as tests
+        # (tests/test_lint.py), so CI keeps the code to their rules.
+        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=3.1", "mpich", "ruff>=0.5", "mypy>=1.10"],
         # Only for benchmarks/torch_reference.py (the side-by-side speed benchmark); the
         # package itself never imports torch. CPU wheel: pip install torch==2.13.0+cpu
         "bench": ["torch"],

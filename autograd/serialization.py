@@ -52,7 +52,8 @@ class CheckpointError(Exception):
 def _sha256(a: numpy.ndarray) -> str:
     """Digest of the array's bytes in C order (no copy for a C-contiguous array)."""
     flat = numpy.ascontiguousarray(a).reshape(-1)
-    return hashlib.sha256(memoryview(flat.view(numpy.uint8))).hexdigest()
+    # (An ndarray has the buffer protocol; NumPy's type stubs say so only for Python >= 3.12.)
+    return hashlib.sha256(memoryview(flat.view(numpy.uint8))).hexdigest()  # type: ignore[arg-type]
 
 
 class _Encoder:

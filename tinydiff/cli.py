@@ -27,6 +27,7 @@ from typing import Any, Sequence
 # default training step with one thread, 2.3-7.1 s with two (tinydiff/train.py, TrainConfig.mnist).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from autograd.malloc import keep_freed_host_memory  # noqa: E402
 from tinydiff.data.toy2d import TOY2D_DATASETS  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
 from tinydiff.schedules import SCHEDULES  # noqa: E402
@@ -753,6 +754,7 @@ def cmd_compare_samplers(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
     from autograd.serialization import CheckpointError
     from tinydiff.data.mnist import MNISTError
     from tinydiff.train import TrainingDiverged

@@ -47,6 +47,7 @@ import numpy as np
 import autograd.functional as F
 import autograd.random as ag_random
 from autograd.backend import get_array_module, to_device
+from autograd.malloc import keep_freed_host_memory
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff import distributed
@@ -304,6 +305,7 @@ class Trainer:
             distributed.check_batch_split(config.batch_size, dist.size)
         self.dist = dist
         self.is_root = dist is None or dist.rank == 0  # only rank 0 prints and writes files
+        keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
         self.config = config
         self.callbacks = list(callbacks)
         self.out_dir = Path(config.out_dir)
