@@ -6,9 +6,10 @@
     >>> x.grad
     array([2., 4., 6.], dtype=float32)
 """
-from autograd.tensor import Tensor, as_tensor, is_grad_enabled, no_grad, tensor
-from autograd.ops.shape import cat, concatenate, stack
+import autograd.tensor_methods  # noqa: F401  (attaches +, @, sum, reshape, ... to Tensor)
 from autograd.gradcheck import GradcheckError, gradcheck
+from autograd.ops.shape import cat, concatenate, stack
+from autograd.tensor import Tensor, as_tensor, is_grad_enabled, no_grad, tensor
 
 __all__ = ["Tensor", "tensor", "as_tensor", "no_grad", "is_grad_enabled", "concatenate", "cat",
            "stack", "gradcheck", "GradcheckError"]

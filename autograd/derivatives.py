@@ -8,7 +8,8 @@ reach (a Tensor method or operator, ``autograd.<name>``, ``F.<name>``) or that r
 node itself (calls ``make_node``), plus the Tensor methods that record a node (``to``,
 ``astype``). Helpers that work on plain arrays are not ops. The first paragraph of each op's
 docstring states the op and its derivative; the table copies it verbatim, so a docstring
-that forgets its derivative shows up here (and fails tests/test_derivatives_doc.py).
+that forgets its derivative shows up here (and fails tests/test_derivatives_doc.py). The plain
+versions in ``autograd/functional/*_reference.py`` are not listed: each restates an op that is.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import inspect
 import pkgutil
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "derivatives.md"
 PACKAGES = ("autograd.ops", "autograd.functional")
@@ -54,6 +55,7 @@ def _modules() -> list[ModuleType]:
     """The op modules that exist now (functional may still be incomplete, or not importable)."""
     modules = []
     for package_name in PACKAGES:
+        package: ModuleType | None
         try:
             package = importlib.import_module(package_name)
         except ImportError:  # autograd.functional imports every submodule; try them one by one
@@ -61,6 +63,8 @@ def _modules() -> list[ModuleType]:
             if package is None:
                 continue
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if info.name.endswith("_reference"):  # plain versions of ops listed here already
+                continue
             try:
                 modules.append(importlib.import_module(f"{package_name}.{info.name}"))
             except ImportError:
@@ -146,7 +150,9 @@ def render(ops: list[Op] | None = None) -> str:
         "do not edit by hand (`tests/test_derivatives_doc.py` fails when this file is out of date).",
         "Each op's forward and backward sit side by side in the module named; `g` is dL/d(output), the",
         "gradient arriving from above, and every derivative is checked against finite differences in",
-        "`tests/`.",
+        "`tests/`. The ops with a fast path (conv2d, group_norm, group_norm_silu, silu, linear_silu,",
+        "dropout, scaled_dot_product_attention) also have a plain version, forward and backward as on",
+        "paper, in the sibling `autograd/functional/*_reference.py` that the module's docstring names.",
         "",
         "| op | used as | module | definition and derivative |",
         "| --- | --- | --- | --- |",

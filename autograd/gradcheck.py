@@ -6,7 +6,8 @@ random v, which checks the whole vector-Jacobian product v^T J that backward com
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy
 

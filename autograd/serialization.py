@@ -54,7 +54,8 @@ class CheckpointError(Exception):
 def _sha256(a: numpy.ndarray) -> str:
     """Digest of the array's bytes in C order (no copy for a C-contiguous array)."""
     flat = numpy.ascontiguousarray(a).reshape(-1)
-    return hashlib.sha256(memoryview(flat.view(numpy.uint8))).hexdigest()
+    # (An ndarray has the buffer protocol; NumPy's type stubs say so only for Python >= 3.12.)
+    return hashlib.sha256(memoryview(flat.view(numpy.uint8))).hexdigest()  # type: ignore[arg-type]
 
 
 class _Encoder:
@@ -232,7 +233,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: numpy.dtype,
     """One .npy member, after its header matched (dtype, shape and exact payload size)."""
     name = info.filename[:-4]
     try:
-        with zf.open(info) as fp:
+        with zf.open(info) as fp:  # a ZipExtFile: a buffered reader, so readinto exists
+            reader: Any = fp
             version = numpy.lib.format.read_magic(fp)
             readers = {(1, 0): numpy.lib.format.read_array_header_1_0,
                        (2, 0): numpy.lib.format.read_array_header_2_0}
@@ -249,7 +251,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: numpy.dtype,
             data = bytearray(nbytes)   # writable, like numpy.load's arrays
             view, got = memoryview(data), 0
             while got < nbytes:
-                n = fp.readinto(view[got:got + (1 << 24)])
+                n = reader.readinto(view[got:got + (1 << 24)])
                 if not n:
                     raise ValueError("the member ends early")
                 got += n
@@ -341,16 +343,16 @@ def load(path: str | os.PathLike) -> Any:
             if type(meta.get("version")) is not int or meta["version"] != VERSION:
                 raise fail(f"unsupported checkpoint format version {meta.get('version')!r} "
                            f"(this code reads version {VERSION})")
-            info = meta.get("arrays")
-            if not isinstance(info, dict) or "tree" not in meta:
+            declared = meta.get("arrays")
+            if not isinstance(declared, dict) or "tree" not in meta:
                 raise fail("bad metadata: missing 'arrays' or 'tree'")
             names_in_zip = set(members) - {META_KEY}
-            if names_in_zip != set(info):
-                extra, missing = sorted(names_in_zip - set(info)), sorted(set(info) - names_in_zip)
+            if names_in_zip != set(declared):
+                extra, missing = sorted(names_in_zip - set(declared)), sorted(set(declared) - names_in_zip)
                 raise fail(f"archive members do not match the metadata (unlisted: {extra[:5]}, "
                            f"missing: {missing[:5]})")
 
-            expected = {name: _expected(name, entry, fail) for name, entry in info.items()}
+            expected = {name: _expected(name, entry, fail) for name, entry in declared.items()}
             arrays: dict[str, numpy.ndarray] = {}
             for name, (dtype, shape, digest) in expected.items():
                 a = _read_member(zf, members[name], dtype, shape, fail)

@@ -7,38 +7,17 @@ topological order. That is all reverse-mode autodiff is.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
-import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from autograd.backend import device_of, get_array_module, host_array, is_array, to_device, to_numpy
+from autograd.backend import check_tensor_dtype, device_of, get_array_module, host_array, is_array, to_device, to_numpy
+from autograd.ops._blocks import elementwise  # the threaded a + b that sums a gradient used twice
 
-
-def _keep_freed_host_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    A training step allocates and frees the same few hundred MB of activations and gradients
-    every time. By default glibc serves each array over 128 KB with a fresh mmap and trims
-    freed heap memory, so every step page-faults all of it back in: measured on a 2-core VM
-    (where a fault costs ~2 us), 9% of a UNet step at batch 64 and 20% at batch 128. Serving
-    arrays up to 32 MB from the heap and never trimming it removes that; peak memory is
-    unchanged (what a step needs, it needs anyway). A no-op where malloc is not glibc's;
-    AUTOGRAD_KEEP_FREED_MEMORY=0 leaves malloc alone.
-    """
-    if os.environ.get("AUTOGRAD_KEEP_FREED_MEMORY", "1") == "0":
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    mallopt(m_mmap_threshold, 32 << 20)   # glibc's largest allowed value
-    mallopt(m_trim_threshold, 1 << 30)
-    mallopt(m_top_pad, 64 << 20)
-
-
-_keep_freed_host_memory()
+if TYPE_CHECKING:  # +, @, sum, reshape, exp, ...: attached in autograd/tensor_methods.py, declared there
+    from autograd.tensor_methods import TensorMethods
+else:
+    TensorMethods = object
 
 # Whether ops record the graph. The one piece of global state, as in every autograd: the
 # `no_grad` context below is the only thing that changes it.
@@ -79,15 +58,14 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that remembers how it was computed.
 
     ``Tensor(array)`` keeps the array's dtype and device (a CuPy array stays on the GPU);
     Python numbers and lists become float32. Only floating-point tensors may require grad.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_grad_norm",
-                 "name", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_grad_norm", "name", "__weakref__")
     # Make `numpy_array * tensor` call Tensor.__rmul__ instead of numpy's elementwise loop.
     __array_priority__ = 1000
 
@@ -99,16 +77,10 @@ class Tensor:
             if dtype is not None:
                 data = data.astype(dtype, copy=False)
         else:  # NumPy scalars keep their dtype; Python numbers and (nested) lists become float32
-            if dtype is None and not hasattr(data, "dtype"):
-                dtype = "float32"
-            data = host_array(data, dtype)
-        if data.dtype.kind not in "biufc":
-            raise TypeError(f"Tensor: dtype {data.dtype} is not numeric (a Tensor holds bool, int, "
-                            f"float or complex numbers); got {type(data).__name__} {data!r:.80}")
-        if requires_grad and data.dtype.kind not in "fc":
-            raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
-        self.data = data
-        self.grad = None
+            data = host_array(data, "float32" if dtype is None and not hasattr(data, "dtype") else dtype)
+        check_tensor_dtype(data, requires_grad)
+        self.data: Any = data
+        self.grad: Any = None
         self.requires_grad = bool(requires_grad)
         self._parents: tuple[Tensor, ...] = ()
         self._backward: Callable | None = None
@@ -224,8 +196,7 @@ class Tensor:
                 if pg is None or not parent.requires_grad:
                     continue
                 prev = grads.get(parent)
-                # (A tensor used twice, e.g. a UNet skip: big sums are shared among the engine's threads.)
-                grads[parent] = pg if prev is None else _ar._elementwise(xp.add, prev, pg)
+                grads[parent] = pg if prev is None else elementwise(xp.add, prev, pg)
             if not retain_graph:  # free the intermediates as soon as their gradient is spent
                 node._parents, node._backward = (), _freed_backward(node._op)
 
@@ -263,8 +234,6 @@ class Tensor:
     def __iter__(self) -> Iterator[Tensor]:
         for i in range(len(self)):
             yield self[i]
-
-    # Ops are attached at the bottom of this file and implemented in autograd/ops/.
 
 
 def _freed_backward(op: str) -> Callable:
@@ -328,40 +297,3 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """Construct a Tensor (same rules as ``Tensor(...)``)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
-
-
-# Attach the operators. Each lives, forward beside backward, in autograd/ops/.
-from autograd.ops import arithmetic as _ar, reduce as _rd, shape as _sh, unary as _un  # noqa: E402
-
-Tensor.__add__ = _ar.add
-Tensor.__radd__ = lambda self, other: _ar.add(other, self)
-Tensor.__sub__ = _ar.sub
-Tensor.__rsub__ = lambda self, other: _ar.sub(other, self)
-Tensor.__mul__ = _ar.mul
-Tensor.__rmul__ = lambda self, other: _ar.mul(other, self)
-Tensor.__truediv__ = _ar.div
-Tensor.__rtruediv__ = lambda self, other: _ar.div(other, self)
-Tensor.__pow__ = _ar.pow
-Tensor.__rpow__ = lambda self, other: _ar.pow(other, self)
-Tensor.__neg__ = _ar.neg
-Tensor.__matmul__ = _ar.matmul
-Tensor.__rmatmul__ = lambda self, other: _ar.matmul(other, self)
-
-Tensor.sum = _rd.sum
-Tensor.mean = _rd.mean
-Tensor.max = _rd.max
-Tensor.var = _rd.var
-
-Tensor.reshape = _sh.reshape
-Tensor.view = _sh.reshape
-Tensor.flatten = _sh.flatten
-Tensor.unsqueeze = _sh.unsqueeze
-Tensor.squeeze = _sh.squeeze
-Tensor.transpose = _sh.transpose
-Tensor.permute = _sh.permute
-Tensor.T = property(lambda self: _sh.permute(self, *reversed(range(self.ndim))))
-Tensor.expand = _sh.expand
-Tensor.__getitem__ = _sh.getitem
-
-for _name in ("exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sin", "cos", "abs"):
-    setattr(Tensor, _name, getattr(_un, _name))

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402  (after pin_threads: OpenBLAS reads its thread 
 import autograd.functional as F  # noqa: E402
 import autograd.random as ag_random  # noqa: E402
 from autograd.backend import get_array_module, to_device  # noqa: E402
+from autograd.malloc import keep_freed_host_memory  # noqa: E402
 from autograd.optim import Adam, AdamW, clip_grad_norm_  # noqa: E402
 from autograd.tensor import Tensor, no_grad  # noqa: E402
 from tinydiff.diffusion import GaussianDiffusion  # noqa: E402
@@ -64,6 +65,7 @@ def build(model_name: str) -> tuple[object, tuple[int, ...]]:
 
 def main() -> None:
     check_configs()
+    keep_freed_host_memory()  # as the Trainer does (see autograd/malloc.py)
     ag_random.manual_seed(args.seed)
     model, sample_shape = build(args.model)
     model.to(args.device)

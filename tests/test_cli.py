@@ -93,7 +93,7 @@ def test_sample_errors_are_clear(run_dir, tmp_path, capsys):
     assert str(bad) in capsys.readouterr().err
     assert cli.main(["sample", str(tmp_path / "nothing.npz"), "--out", png]) == 1
     assert "no checkpoint at" in capsys.readouterr().err
-    assert cli.main(["sample", ckpt, "--sampler", "euler"]) == 2       # argparse usage error
+    assert cli.main(["sample", ckpt, "--sampler", "rk4"]) == 2         # argparse usage error
 
 
 def test_eval_and_show_forward_call_their_modules(monkeypatch, tmp_path, capsys):

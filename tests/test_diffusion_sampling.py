@@ -258,7 +258,7 @@ def test_sample_options():
     with pytest.raises(ValueError, match="all T=30"):
         d.sample(zero, (3, 2), "ddpm", steps=10)
     with pytest.raises(ValueError, match="ddpm, ddim"):
-        d.sample(zero, (3, 2), "euler")
+        d.sample(zero, (3, 2), "rk4")  # euler is one now (tinydiff.samplers)
     with pytest.raises(ValueError, match="strictly increasing"):
         d.sample(zero, (3, 2), "ddim", timesteps=[5, 5, 9])
     with pytest.raises(ValueError, match="x_T has shape"):

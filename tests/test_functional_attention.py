@@ -16,7 +16,7 @@ from scipy.special import softmax as sp_softmax
 import autograd.functional as F
 from autograd import Tensor, gradcheck
 from autograd.backend import to_numpy
-from autograd.functional.attention import scaled_dot_product_attention_reference
+from autograd.functional.attention_reference import scaled_dot_product_attention_reference
 
 # ----------------------------------------------------------------------------- softmax
 

@@ -11,7 +11,8 @@ from scipy.special import expit
 import autograd.functional as F
 from autograd import Tensor, gradcheck
 from autograd.backend import to_numpy
-from autograd.functional.norm import group_norm_reference, group_norm_silu
+from autograd.functional.norm import group_norm_silu
+from autograd.functional.norm_reference import group_norm_reference
 
 
 def divisors(n: int) -> list[int]:

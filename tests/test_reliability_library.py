@@ -23,7 +23,7 @@ def test_softmax_dim_out_of_range_names_the_op(fn):
 
 def test_sample_steps_must_be_an_integer():
     d = GaussianDiffusion(make_beta_schedule("cosine", 10))
-    with pytest.raises(TypeError, match="steps must be an integer number of sampling steps, got 2.5"):
+    with pytest.raises(ValueError, match=r"steps must be an integer in 1\.\.10 \(T\); got 2\.5"):
         d.sample(lambda x, t: x * 0, (2, 2), sampler="ddim", steps=2.5)
 
 

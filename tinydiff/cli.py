@@ -5,6 +5,8 @@
     tinydiff sample runs/toy2d-moons/checkpoint.npz --sampler ddim --steps 50 --out moons.png
     tinydiff eval runs/mnist-cond                   # FID, class histogram, bits/dim, images/s
     tinydiff show-forward --dataset moons
+    tinydiff exercises start                        # learn by doing: stubs to fill in, then
+    tinydiff exercises check 1.3                    # graded by gradcheck, Bayes' rule, Monte Carlo
 
 Every command explains its options with ``--help``. ``main(argv)`` returns the exit status
 (0 success, 1 error, 2 bad usage, 130 Ctrl-C, 143 SIGTERM), so tests can call it in-process;
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,12 +29,16 @@ from typing import Any, Sequence
 # default training step with one thread, 2.3-7.1 s with two (tinydiff/train.py, TrainConfig.mnist).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from autograd.malloc import keep_freed_host_memory  # noqa: E402
 from tinydiff.cli_checks import (check_resume, finite_float, nonfinite_entry,  # noqa: E402
                                  nonnegative_int, option_message, output_file, output_folder,
                                  positive_int)
 from tinydiff.data.toy2d import TOY2D_DATASETS  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
+from tinydiff.errors import debug_requested, describe  # noqa: E402
 from tinydiff.schedules import SCHEDULES  # noqa: E402
+
+import numpy as np  # noqa: E402 (after the BLAS setting)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -103,6 +110,16 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-preview", action="store_true",
                    help="skip drawing samples into DIR/samples.png at the end")
+    _add_distributed_option(g)
+
+
+def _add_distributed_option(g: Any) -> None:
+    g.add_argument("--distributed", action="store_true",
+                   help="one of K data-parallel processes started by 'mpiexec -n K tinydiff train "
+                        "...': each computes the gradient of its 1/K of every --batch-size batch "
+                        "(the global batch, a multiple of K), the gradients are averaged (MPI on "
+                        "cpu, NCCL on cuda, one GPU per process), and rank 0 alone prints and "
+                        "writes --out; --resume works with any K. Needs the 'mpi' extra")
 
 
 TRAIN_EPILOG = """outputs (in --out):
@@ -189,11 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
                    help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
-                        "stochastic sampling over --steps steps (default: ddpm)")
+                        "stochastic sampling over --steps steps; euler, heun, dpmpp_2m: the "
+                        "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
+                        "levels, S / 2S-1 / S model calls; euler_ancestral: the same with DDPM's "
+                        "noise (default: ddpm)")
     p.add_argument("--steps", type=positive_int, metavar="S",
-                   help="denoising steps for ddim (default: 50); ddpm always takes all T steps")
+                   help="denoising steps for ddim and the ODE samplers (default: 50); ddpm always "
+                        "takes all T steps")
     p.add_argument("--eta", type=finite_float, default=0.0,
                    help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: 0)")
+    _add_noise_level_options(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help="number of samples (default: 2000 points for toy2d, 64 images for mnist)")
     p.add_argument("--batch-size", type=positive_int, default=1000, metavar="B",
@@ -233,10 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                   help="sampler for the evaluated samples (default: ddim)")
+                   help="sampler for the evaluated samples: ddpm, ddim, or an ODE sampler "
+                        "(euler, heun, dpmpp_2m) (default: ddim)")
     p.add_argument("--steps", type=positive_int, default=None, metavar="S",
                    help="ddim denoising steps (default: 100 for toy2d, 20 for mnist)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="ddim stochasticity (default: 0)")
+    _add_noise_level_options(p)
+    _add_nll_options(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help="number of samples to evaluate (default: 4000 points for toy2d, 10000 "
                         "images for mnist)")
@@ -280,7 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="forward.png", metavar="PNG",
                    help="where to save the figure (default: forward.png)")
     p.set_defaults(handler=cmd_show_forward)
+    _add_sampler_lab_parsers(sub)
+
+    _add_exercises_parser(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- exercises
+
+def _add_exercises_parser(sub: Any) -> None:
+    """``tinydiff exercises list|start|check|hint``: the parser and handler live in tinydiff.exercises."""
+    from tinydiff.exercises.command_line import add_parser  # the exercises' own module (light: no graders)
+    add_parser(sub, _HelpFormatter)
 
 
 # --------------------------------------------------------------------------- train
@@ -313,6 +349,55 @@ def _check_device(device: str | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "distributed", False):
+        return _cmd_train_distributed(args)
+    # mpiexec's launchers say how many processes they started (MPICH/Intel: PMI_SIZE, Open MPI:
+    # OMPI_COMM_WORLD_SIZE); K copies of one run would train it K times into one folder.
+    started = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or "1"
+    if started.isdigit() and int(started) > 1:
+        raise CLIError(f"this is one of {started} processes started by mpiexec, but without "
+                       f"--distributed each would train the whole run into the same --out; add "
+                       f"--distributed to share the work")
+    return _train(args)
+
+
+def _cmd_train_distributed(args: argparse.Namespace) -> int:
+    """``cmd_train`` as one of K processes: rank 0 alone prints; an error on one rank alone
+    stops them all, where a shared one (divergence, Ctrl-C) is reported once, by rank 0."""
+    from tinydiff import distributed
+    _check_device(args.device)
+    try:
+        dist = distributed.init_distributed(args.device or "cpu")
+    except distributed.DistributedError as exc:
+        raise CLIError(str(exc)) from None
+    with distributed.quiet_unless_root(dist):
+        try:
+            trainer = _train_setup(args, dist)
+        except Exception as exc:
+            # The others wait in the check at the start of training; this tells them to stop.
+            everyone = distributed.report_failed_start(dist)
+            if everyone and dist.rank != 0:
+                return EXIT_ERROR  # rank 0 says why, once
+            if everyone:
+                if isinstance(exc, distributed.DistributedError):
+                    raise CLIError(str(exc)) from None
+                raise
+            raise CLIError(f"rank {dist.rank} of {dist.size}: {exc}") from exc
+        try:
+            with distributed.abort_on_error(dist):
+                return _train_run(args, trainer)
+        except (KeyboardInterrupt, Exception) as exc:
+            if dist.rank == 0 or not isinstance(exc, distributed._agreed_errors()):
+                raise
+            return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_ERROR
+
+
+def _train(args: argparse.Namespace) -> int:
+    return _train_run(args, _train_setup(args))
+
+
+def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
+    """The Trainer that ``tinydiff train`` asks for: a new run, or the one in --out resumed."""
     from tinydiff.train import CHECKPOINT_NAME, Trainer, TrainConfig
     over = _train_overrides(args)
     _check_device(over.get("device"))
@@ -331,7 +416,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.task == "mnist" and args.class_cond is not None:
             over["class_cond"] = args.class_cond
         try:
-            trainer = Trainer.resume(checkpoint, **over)
+            trainer = Trainer.resume(checkpoint, dist=dist, **over)
             check_resume(args.task, trainer.config.task, trainer.step, trainer.config.steps,
                          checkpoint)
         except ValueError as exc:
@@ -351,11 +436,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = TrainConfig.from_dict({**preset.to_dict(), **over, "model": model})
         except ValueError as exc:
             raise CLIError(option_message(str(exc))) from None
-        trainer = Trainer(config)
+        trainer = Trainer(config, dist=dist)
         n_params = sum(p.size for p in trainer.params)
         print(f"Training {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
-              f"for {config.steps} steps, batch {config.batch_size}, on {config.device}")
+              f"for {config.steps} steps, batch {config.batch_size}, on {config.device}"
+              + (f", in {dist.size} processes ({dist.backend})" if dist is not None else ""))
+    return trainer
 
+
+def _train_run(args: argparse.Namespace, trainer: Any) -> int:
+    """Train, then report, draw the preview and say what to do next."""
     history = trainer.train()
     cfg = trainer.config
     if history:
@@ -367,7 +457,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{trainer.seconds():.1f} s of training, {speed}")
     print(f"Checkpoint: {trainer.checkpoint_path}\nLoss log:   {trainer.log_path}\n"
           f"Config:     {trainer.out_dir / 'config.json'}")
-    if not args.no_preview:
+    if not args.no_preview and trainer.is_root:
         path = _save_preview(trainer)
         print(f"Samples:    {path}")
     print(f"Sample more with: tinydiff sample {trainer.checkpoint_path} --sampler ddim --steps 50"
@@ -457,6 +547,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     clip_x0 = args.clip_x0 if args.clip_x0 is not None else clips_x0(cfg.task)
     what = "ddpm (all %d steps)" % cfg.timesteps if args.sampler == "ddpm" else f"ddim ({steps} steps, eta={args.eta:g})"
+    if args.sampler not in ("ddpm", "ddim"):
+        what = _describe_ode(args.sampler, steps, args.spacing, args.sigmas)
     print(f"Sampling {n} from {path} (step {run.step}, {'EMA' if not args.no_ema else 'raw'} weights) "
           f"with {what} on {args.device}")
     try:
@@ -464,7 +556,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                           steps=steps, eta=args.eta, labels=labels, guidance=args.guidance,
                           batch_size=args.batch_size, seed=args.seed, device=args.device,
                           parameterization=cfg.parameterization, clip_x0=clip_x0,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, spacing=args.spacing, sigmas=args.sigmas)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     unit = "points" if cfg.task == "toy2d" else "images"
@@ -525,6 +617,170 @@ def cmd_show_forward(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- ODE samplers, oracle, compare-samplers
+
+ORACLE_EPILOG = """examples:
+  tinydiff oracle --dataset 8gaussians --sampler heun --steps 10
+  tinydiff oracle --dataset moons --sampler dpmpp_2m --steps 10 --sigmas karras --run runs/toy2d-moons
+
+For gmm and 8gaussians the exact denoiser is the mixture's own E[x_0 | x_t]; for the other
+datasets it is the optimum on --train-points fresh points, which memorises them."""
+
+COMPARE_EPILOG = """examples:
+  tinydiff compare-samplers runs/toy2d-moons --out docs/          # ~1 minute on two CPU cores
+  tinydiff compare-samplers runs/mnist-cond --n 250 --no-karras --no-ddpm --out docs/
+
+Each sampler gets the step count that spends at most E model calls (heun: 2S - 1 <= E)."""
+
+
+def _add_noise_level_options(p: argparse.ArgumentParser) -> None:
+    from tinydiff.samplers import DEFAULT_ODE_SPACING, SIGMA_SCHEDULES
+    from tinydiff.schedules import DEFAULT_SPACING, SPACINGS
+    p.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="which --steps of the T timesteps ddim and the ODE samplers visit, with "
+                        "diffusers' definitions: linspace (both ends), trailing (starts at T-1, "
+                        "Lin et al. 2024), leading (starts at (S-1)(T//S)) "
+                        f"(default: {DEFAULT_SPACING} for ddim, {DEFAULT_ODE_SPACING} for the ODE "
+                        "samplers, measured better for them)")
+    p.add_argument("--sigmas", choices=SIGMA_SCHEDULES, default=None,
+                   help="ODE samplers only: karras = Karras et al. eq. 5 noise levels (rho 7) "
+                        "between sigma(0) and sigma(T-1), the model called at fractional t "
+                        "(default: the schedule's own sigmas at --spacing)")
+
+
+def _add_nll_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("likelihood")
+    g.add_argument("--nll", choices=("vlb", "ode"), default="vlb",
+                   help="vlb: DDPM's variational bound in bits/dim (mnist, --bpd-n images); ode: also "
+                        "the exact log-likelihood through the probability-flow ODE (Song et al. 2021 "
+                        "eq. 39): toy2d with the exact trace, mnist with Hutchinson's estimate "
+                        "(default: vlb)")
+    g.add_argument("--nll-steps", type=int, default=None, metavar="N",
+                   help="--nll ode: Heun steps of the ODE, 2N model calls (default: 100 toy2d, 400 mnist)")
+    g.add_argument("--nll-n", type=int, default=None, metavar="K",
+                   help="--nll ode: data points or test images (default: 1000 points, 20 images)")
+
+
+def _describe_ode(sampler: str, steps: int, spacing: str | None, sigmas: str | None) -> str:
+    from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
+    levels = f"{sigmas} sigmas" if sigmas else f"{spacing or DEFAULT_ODE_SPACING} spacing"
+    return f"{sampler} ({steps} steps, {levels}, {model_evaluations(sampler, steps)} model calls)"
+
+
+def _add_sampler_lab_parsers(sub: Any) -> None:
+    from tinydiff.samplers import ODE_SAMPLERS
+    p = sub.add_parser("oracle", help="sample with the exact denoiser beside a trained run",
+                       formatter_class=_HelpFormatter, epilog=ORACLE_EPILOG,
+                       description="Separate the sampler's error from the network's: the same "
+                                   "starting noise through the same sampler, once with the exact "
+                                   "(Bayes-optimal) denoiser of a toy 2D dataset and once with a "
+                                   "trained run. Writes the two sample sets over the data and the "
+                                   "learned score field against the exact one, with the error over "
+                                   "(x, t), and prints both sliced-W2 scores.")
+    p.add_argument("--dataset", choices=TOY2D_DATASETS, default="8gaussians",
+                   help="the toy 2D dataset (default: 8gaussians)")
+    p.add_argument("--run", metavar="RUN", default=None,
+                   help="the trained run (folder or checkpoint) of that dataset (default: "
+                        "runs/toy2d-DATASET, where 'tinydiff train toy2d --dataset DATASET' puts it)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="heun", help="the sampler (default: heun)")
+    p.add_argument("--steps", type=int, default=10, metavar="S", help="its steps (default: 10)")
+    _add_noise_level_options(p)
+    p.add_argument("--n", type=int, default=2000, help="points per sample set (default: 2000)")
+    p.add_argument("--train-points", type=int, default=2000, metavar="N",
+                   help="non-mixture datasets: the training set the exact denoiser memorises "
+                        "(default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and data (default: 0)")
+    p.add_argument("--out", default="oracle", metavar="DIR",
+                   help="folder for the figures and oracle_DATASET.json (default: oracle/)")
+    p.set_defaults(handler=cmd_oracle)
+
+    p = sub.add_parser("compare-samplers", help="sample quality against model evaluations, per sampler",
+                       formatter_class=_HelpFormatter, epilog=COMPARE_EPILOG,
+                       description="Sample a run with every sampler at several budgets of model "
+                                   "evaluations and score each: toy 2D by sliced W2 over its "
+                                   "data-vs-data floor, MNIST by FID on the classifier's features. "
+                                   "DDPM's all-T chain is the reference line. Writes "
+                                   "compare_samplers_NAME.png, .md (the table) and .json.")
+    p.add_argument("checkpoint", metavar="RUN", help="a run folder or checkpoint.npz")
+    p.add_argument("--samplers", nargs="+", choices=("ddim",) + ODE_SAMPLERS,
+                   default=["ddim", "euler", "heun", "dpmpp_2m"],
+                   help="samplers to compare (default: ddim euler heun dpmpp_2m)")
+    p.add_argument("--evals", nargs="+", type=int, default=[5, 10, 20, 50, 100], metavar="E",
+                   help="model-evaluation budgets (default: 5 10 20 50 100)")
+    p.add_argument("--no-karras", dest="karras", action="store_false",
+                   help="skip the ODE samplers on Karras sigmas (by default both noise levels)")
+    p.add_argument("--no-ddpm", dest="ddpm", action="store_false",
+                   help="skip the DDPM reference (T model evaluations per sample)")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples per point of the curve (default: 4000 points, 500 images)")
+    p.add_argument("--guidance", type=float, default=None, metavar="S",
+                   help="class-conditional MNIST: classifier-free guidance scale (default: 2)")
+    p.add_argument("--classifier", metavar="NPZ",
+                   help="the MNIST classifier file; trained once if missing (default: as for eval)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: as for training)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--out", default=".", metavar="DIR", help="folder for the outputs (default: .)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.set_defaults(handler=cmd_compare_samplers)
+
+
+def _load_run_arg(path: str) -> Any:
+    from tinydiff.sampling import load_run
+    from tinydiff.train import CHECKPOINT_NAME
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT_NAME
+    return load_run(checkpoint)
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    import json
+    from tinydiff.lab import oracle_lab
+    run_path = args.run or f"runs/toy2d-{args.dataset}"
+    if not Path(run_path).exists():
+        raise CLIError(f"oracle: no trained run at {run_path}; train one with 'tinydiff train toy2d "
+                       f"--dataset {args.dataset}' or pass --run")
+    if args.n < 2 or args.train_points < 1:
+        raise CLIError("oracle: --n must be >= 2 and --train-points >= 1")
+    run = _load_run_arg(run_path)
+    if run.config.task != "toy2d" or run.config.dataset != args.dataset:
+        raise CLIError(f"oracle: {run_path} was trained on "
+                       f"{getattr(run.config, 'dataset', run.config.task)}, not {args.dataset}")
+    try:
+        result = oracle_lab(run, args.sampler, args.steps, spacing=args.spacing, sigmas=args.sigmas,
+                            n=args.n, seed=args.seed, out_dir=args.out, train_points=args.train_points)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"{args.dataset}, {result['sampler']}, {args.n} points from the same noise:")
+    print(f"  exact denoiser ({result['exact_model']}): sliced W2 {result['exact']['sw']:.4f}, "
+          f"{result['exact']['sw_ratio']:.2f} x floor")
+    print(f"  trained network ({run_path}, step {run.step}): sliced W2 {result['learned']['sw']:.4f}, "
+          f"{result['learned']['sw_ratio']:.2f} x floor")
+    out = Path(args.out) / f"oracle_{args.dataset}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("Figures: " + ", ".join(result["figures"]) + f"\nNumbers: {out}")
+    return EXIT_OK
+
+
+def cmd_compare_samplers(args: argparse.Namespace) -> int:
+    from tinydiff.lab import compare_samplers, comparison_table
+    if any(e < 1 for e in args.evals):
+        raise CLIError("compare-samplers: every --evals budget must be >= 1")
+    if args.n is not None and args.n < 2:
+        raise CLIError("compare-samplers: --n must be >= 2")
+    run = _load_run_arg(args.checkpoint)
+    try:
+        result = compare_samplers(run, args.out, samplers=args.samplers, evaluations=args.evals,
+                                  n=args.n, seed=args.seed, karras=args.karras, ddpm=args.ddpm,
+                                  data_dir=args.data_dir, classifier=args.classifier,
+                                  guidance=args.guidance, progress=not args.no_progress)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(comparison_table(result))
+    print(f"Figure: {result['figure']}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- entry point
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -533,12 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every failure of every command ends here as one or two lines on stderr and exit 1 (usage
     errors: 2); ``--debug`` anywhere on the line, or TINYDIFF_DEBUG=1, adds the traceback.
     """
-    import traceback
-
-    import numpy as np
-
-    from tinydiff.errors import debug_requested, describe
-
+    keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     flag = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere, not only before COMMAND

@@ -20,15 +20,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from autograd.backend import get_array_module, to_numpy
-from tinydiff import vlb
-from tinydiff.schedules import ddim_timesteps, validate_betas
+from tinydiff import samplers as ode, vlb
+from tinydiff.schedules import DEFAULT_SPACING, ddim_timesteps, validate_betas
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 ModelFn = Callable[[Array, Array], Array]
 
 VARIANCES = ("fixed_large", "fixed_small")
 PARAMETERIZATIONS = ("eps", "x0", "v")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim") + ode.ODE_SAMPLERS
 
 
 class GaussianDiffusion:
@@ -379,13 +379,22 @@ class GaussianDiffusion:
                variance: str = "fixed_large", clip_x0: bool = False, return_trajectory: bool = False,
                progress: bool = False, *, x_T: Array | None = None,
                timesteps: Sequence[int] | None = None, dtype: Any = None,
-               parameterization: str = "eps") -> Array | tuple[Array, list[Array]]:
+               parameterization: str = "eps", spacing: str | None = None,
+               sigmas: str | None = None) -> Array | tuple[Array, list[Array]]:
         """Draw samples by running the reverse chain from x_T ~ N(0, I).
 
         - ``"ddpm"``: Algorithm 2, t = T-1, ..., 0 (code indices), ``variance`` and ``clip_x0`` as in
           ``p_sample_step``; all T steps (``steps`` must be None or T).
-        - ``"ddim"``: eq. 12 along ``timesteps`` (increasing; default ``ddim_timesteps(T, steps)``,
-          all T if ``steps`` is None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
+        - ``"ddim"``: eq. 12 along ``timesteps`` (increasing; default
+          ``ddim_timesteps(T, steps, spacing)``, i.e. ``spaced_timesteps`` reversed, with
+          ``spacing`` "leading", "trailing" or "linspace" (the default); all T if ``steps`` is
+          None), stepping tau[i] -> tau[i-1] and finally tau[0] -> -1.
+        - ``"euler"``, ``"heun"``, ``"dpmpp_2m"``: the probability-flow ODE (``tinydiff.samplers``)
+          over ``steps`` noise levels, sigma_t at ``spaced_timesteps(T, steps, spacing)`` (default
+          spacing "trailing": see ``tinydiff.samplers.DEFAULT_ODE_SPACING``) or
+          ``sigmas="karras"`` (Karras eq. 5), then sigma = 0; euler and dpmpp_2m call the model
+          ``steps`` times, heun 2 steps - 1 times. With karras sigmas the model gets float64 t.
+          ``"euler_ancestral"`` (optional extra) is the same walk with DDPM's noise (eta = 1).
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by
         ``parameterization`` with the shape and dtype of x_t. ``rng`` is a ``numpy.random.Generator``
@@ -412,15 +421,28 @@ class GaussianDiffusion:
             x = x_T
         batch = shape[0]
 
+        if sampler in ode.ODE_SAMPLERS:
+            if timesteps is not None or eta != 0.0:
+                raise ValueError(f"sample: {sampler!r} is deterministic on spaced or karras sigmas; "
+                                 "timesteps and eta only apply to 'ddim'")
+            return ode.sample_ode(model_fn, self.alphas_cumprod, x, sampler,
+                                  self.num_timesteps if steps is None else steps, spacing=spacing,
+                                  sigmas=sigmas, parameterization=parameterization,
+                                  clip_x0=clip_x0, progress=progress,
+                                  return_trajectory=return_trajectory, rng=rng)
+        if sigmas is not None:
+            raise ValueError(f"sample: sigmas={sigmas!r} needs an ODE sampler "
+                             f"({', '.join(ode.ODE_SAMPLERS)}); {sampler!r} walks integer timesteps")
         if sampler == "ddpm":
             if steps is not None and steps != self.num_timesteps:
                 raise ValueError(f"sample: the DDPM sampler walks all T={self.num_timesteps} steps; "
                                  f"got steps={steps}. Use sampler='ddim' for fewer steps.")
-            if timesteps is not None:
-                raise ValueError("sample: timesteps only applies to sampler='ddim'")
+            if timesteps is not None or spacing is not None:
+                raise ValueError("sample: timesteps and spacing only apply to samplers that walk a "
+                                 "subsequence of the T steps (not 'ddpm')")
             pairs = [(t, t - 1) for t in range(self.num_timesteps - 1, -1, -1)]
         else:
-            seq = self._ddim_sequence(steps, timesteps)
+            seq = self._ddim_sequence(steps, timesteps, spacing)
             pairs = [(seq[i], seq[i - 1] if i > 0 else -1) for i in range(len(seq) - 1, -1, -1)]
 
         trajectory = [x] if return_trajectory else None
@@ -442,10 +464,14 @@ class GaussianDiffusion:
                 trajectory.append(x)
         return (x, trajectory) if trajectory is not None else x
 
-    def _ddim_sequence(self, steps: int | None, timesteps: Sequence[int] | None) -> list[int]:
+    def _ddim_sequence(self, steps: int | None, timesteps: Sequence[int] | None,
+                       spacing: str | None = None) -> list[int]:
         T = self.num_timesteps
         if timesteps is None:
-            return [int(t) for t in ddim_timesteps(T, T if steps is None else steps)]
+            return [int(t) for t in ddim_timesteps(T, T if steps is None else steps,
+                                                   spacing or DEFAULT_SPACING)]
+        if spacing is not None:
+            raise ValueError("sample: pass either timesteps or spacing, not both")
         seq = [int(t) for t in to_numpy(timesteps).reshape(-1)]
         if not seq or any(b <= a for a, b in zip(seq, seq[1:])) or seq[0] < 0 or seq[-1] >= T:
             raise ValueError(f"sample: timesteps must be strictly increasing values in 0..{T - 1}; "

@@ -381,6 +381,11 @@ class _Options:
         self.speed = bool(get("speed", True))
         self.unconditional = bool(get("unconditional", False))
         self.progress = not bool(get("no_progress", False))
+        self.spacing = get("spacing")
+        self.sigmas = get("sigmas")
+        self.nll = get("nll", "vlb")
+        self.nll_steps = get("nll_steps")
+        self.nll_n = get("nll_n")
 
 
 def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
@@ -389,7 +394,12 @@ def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
     return min(T, opt.steps if opt.steps is not None else default)
 
 
-def _describe(sampler: str, steps: int | None, T: int, eta: float) -> str:
+def _describe(sampler: str, steps: int | None, T: int, eta: float, spacing: str | None = None,
+              sigmas: str | None = None) -> str:
+    if sampler not in ("ddpm", "ddim"):
+        from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
+        levels = f"{sigmas} sigmas" if sigmas else f"{spacing or DEFAULT_ODE_SPACING} spacing"
+        return f"{sampler} ({steps} steps, {levels}, {model_evaluations(sampler, steps)} model calls)"
     return f"DDPM ({T} steps)" if sampler == "ddpm" else f"DDIM ({steps} steps, eta={eta:g})"
 
 
@@ -401,12 +411,24 @@ def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
     n = TOY_N if opt.n is None else opt.n   # 0 is an error below, not the default
     result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
-                      parameterization=run.config.parameterization)
+                      parameterization=run.config.parameterization, spacing=opt.spacing,
+                      sigmas=opt.sigmas)
     metrics = toy2d_metrics(result.samples, run.config.dataset, seed=opt.seed)
-    what = _describe(opt.sampler, steps, T, opt.eta)
+    what = _describe(opt.sampler, steps, T, opt.eta, opt.spacing, opt.sigmas)
     print(f"Samples: {what}, {result.per_second:.0f} points/s")
     print(metrics.report())
-    return {"task": "toy2d", "sampler": what, **metrics.as_dict()}
+    out = {"task": "toy2d", "sampler": what, **metrics.as_dict()}
+    if opt.nll == "ode":
+        from tinydiff.likelihood import toy2d_ode_nll
+        nll = toy2d_ode_nll(run, n=opt.nll_n or 1000, steps=opt.nll_steps or 100, seed=opt.seed,
+                            progress=opt.progress)
+        truth = (f"; the true mixture density gives {nll['true_nll_nats']:.4f}"
+                 if "true_nll_nats" in nll else "")
+        print(f"  ODE NLL ({nll['n']} fresh points, exact trace, {nll['evaluations']} model calls): "
+              f"{nll['nll_nats']:.4f} +- {nll['nll_sem']:.4f} nats/point = {nll['bits_per_dim']:.4f} "
+              f"bits/dim{truth}", flush=True)
+        out["nll_ode"] = nll
+    return out
 
 
 def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
@@ -428,14 +450,15 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
     conditional = cfg.class_cond and not opt.unconditional
     guidance = (opt.guidance if opt.guidance is not None else DEFAULT_GUIDANCE) if conditional else 1.0
     labels = balanced_labels(n) if conditional else None
-    what = _describe(opt.sampler, steps, T, opt.eta)
+    what = _describe(opt.sampler, steps, T, opt.eta, opt.spacing, opt.sigmas)
     mode = (f"class-conditional, labels 0-9 equally often, guidance {guidance:g}" if conditional
             else "unconditional" + (" (null label)" if cfg.class_cond else ""))
     print(f"Generating {n} images: {what}, x_0_hat clipped to [-1, 1], {mode}", flush=True)
     result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, labels=labels, guidance=guidance,
                       batch_size=500, seed=opt.seed, device=opt.device, clip_x0=True,
-                      parameterization=cfg.parameterization, progress=opt.progress)
+                      parameterization=cfg.parameterization, progress=opt.progress,
+                      spacing=opt.spacing, sigmas=opt.sigmas)
     print(f"  {n} images in {result.seconds:.0f} s ({result.per_second:.2f} images/s)", flush=True)
     features, probs = classify(classifier, result.samples)
     digits = digit_metrics(probs, features, test_features, labels)
@@ -457,6 +480,17 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
         print(f"  {bpd['bpd']:.3f} +- {bpd['bpd_sem']:.3f} bits/dim (of which prior "
               f"{bpd['prior_bpd']:.2g})", flush=True)
         out["bpd"] = bpd
+    if opt.nll == "ode":
+        from tinydiff.likelihood import mnist_ode_bpd
+        k = min(opt.nll_n or 20, len(test_images))
+        steps_nll = opt.nll_steps or 400  # fewer had not converged (README, "Exact likelihood")
+        print(f"ODE bits/dim on the first {k} test images (Hutchinson trace, dequantised, "
+              f"{2 * steps_nll} model calls each; unconditional"
+              f"{' / null label' if cfg.class_cond else ''})...", flush=True)
+        ode = mnist_ode_bpd(run, test_images[:k], steps=steps_nll, seed=opt.seed, progress=opt.progress)
+        print(f"  {ode['bpd']:.3f} +- {ode['bpd_sem']:.3f} bits/dim (ODE), beside the VLB bound above",
+              flush=True)
+        out["bpd_ode"] = ode
     if opt.speed:
         speed = {}
         for sampler, sample_steps, count in SPEED_RUNS:

@@ -36,8 +36,10 @@ def sampling_is_finite(model: Any, diffusion: Any, shape: Sequence[int], *, para
     the caller restores train mode.
     """
     labels = None if num_classes is None else [i % num_classes for i in range(PROBE_N)]
+    dtype = next(iter(model.parameters())).dtype  # a float64 model samples in float64
     with np.errstate(all="ignore"):
         result = generate(model, diffusion, PROBE_N, shape, sampler="ddim",
                           steps=min(PROBE_STEPS, diffusion.num_timesteps), labels=labels, seed=0,
-                          device=device, parameterization=parameterization, check_finite=False)
+                          device=device, parameterization=parameterization, dtype=dtype,
+                          check_finite=False)
     return bool(np.isfinite(result.samples).all())

@@ -113,11 +113,14 @@ def generate(model: Any, diffusion: GaussianDiffusion, n: int, shape: Sequence[i
              labels: int | Sequence[int] | Array | None = None, guidance: float = 1.0,
              batch_size: int = 1000, seed: int = 0, device: str = "cpu",
              parameterization: str = "eps", clip_x0: bool = False, dtype: Any = np.float32,
-             progress: bool = False, check_finite: bool = True) -> SampleResult:
+             progress: bool = False, spacing: str | None = None,
+             sigmas: str | None = None, check_finite: bool = True) -> SampleResult:
     """Draw ``n`` samples of ``shape`` (e.g. (2,) or (1, 28, 28)) from ``model``.
 
-    ``sampler``: "ddpm" (ancestral, all T steps) or "ddim" (``steps`` steps, stochasticity
-    ``eta``). ``labels``: one int or one per sample, for a class-conditional model;
+    ``sampler``: "ddpm" (ancestral, all T steps), "ddim" (``steps`` steps, stochasticity
+    ``eta``), or an ODE sampler "euler", "heun", "dpmpp_2m" (``tinydiff.samplers``); ``spacing``
+    picks the timesteps of ddim and the ODE samplers, ``sigmas="karras"`` Karras' noise levels.
+    ``labels``: one int or one per sample, for a class-conditional model;
     ``guidance``: classifier-free guidance scale. Samples are drawn ``batch_size`` at a time,
     with a generator seeded by ``seed`` on ``device`` (the model must already live there).
     Pass the EMA weights (``EMA.swapped_into`` or ``load_run``); the model is put in eval mode.
@@ -139,7 +142,8 @@ def generate(model: Any, diffusion: GaussianDiffusion, n: int, shape: Sequence[i
             fn = model_fn_for(model, y, guidance)
             x = diffusion.sample(fn, (hi - lo,) + shape, sampler=sampler, steps=steps, eta=eta,
                                  rng=rng, clip_x0=clip_x0, dtype=dtype,
-                                 parameterization=parameterization, progress=progress)
+                                 parameterization=parameterization, progress=progress,
+                                 spacing=spacing, sigmas=sigmas)
             outputs.append(to_numpy(x))  # the copy to the host also waits for the GPU
     seconds = time.perf_counter() - start
     samples = np.concatenate(outputs) if outputs else np.zeros((0,) + shape, dtype=dtype)

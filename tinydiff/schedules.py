@@ -99,21 +99,52 @@ def make_beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
     return validate_betas(betas, what=f"the {name!r} schedule with T={num_timesteps}")
 
 
-def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
-    """``steps`` timesteps (0-indexed, increasing) spread evenly over 0..T-1, both ends included.
+SPACINGS = ("leading", "trailing", "linspace")
+# DDIM's default: it starts at the last timestep T-1, as Lin et al. 2024 (arXiv 2305.08891,
+# sec. 3.3) require, and ends at t = 0, the smallest sigma; it is also the list DDIM walked before
+# spacings existed, so seeded DDIM samples are unchanged. (The ODE samplers default to
+# "trailing", measured better for them: tinydiff.samplers.DEFAULT_ODE_SPACING.)
+DEFAULT_SPACING = "linspace"
 
-    DDIM (arXiv 2010.02502, sec. 4.2) samples along a subsequence tau of 1..T. Rounding an even
-    grid (rather than a fixed stride such as range(0, T, T // steps)) always starts the reverse
-    chain at the last timestep T-1 (pure noise) and always ends at 0, whatever T and steps are.
-    The sampler steps from tau[i] to tau[i-1], and from tau[0] = 0 to "-1" (alpha_bar = 1).
+
+def spaced_timesteps(num_timesteps: int, steps: int, spacing: str = DEFAULT_SPACING) -> np.ndarray:
+    """``steps`` timesteps out of 0..T-1, strictly decreasing (int64), named as in diffusers.
+
+    With T = ``num_timesteps`` and n = ``steps`` (diffusers' ``DDIMScheduler.set_timesteps`` with
+    ``steps_offset = 0``; Lin et al. 2024, arXiv 2305.08891, Table 2):
+
+    - ``"linspace"``: round(linspace(0, T-1, n)), reversed: both ends, T-1 and 0, always included;
+    - ``"leading"``:  (T // n) * [n-1, ..., 1, 0]: starts at (n-1) (T // n), which can be far
+      below T-1 (50 of 1000 start at 980: the first step never sees pure noise);
+    - ``"trailing"``: round(T - i T/n) - 1 for i = 0..n-1: starts at T-1, ends near T/n - 1.
+
+    Rounding is NumPy's (half to even), as in diffusers, so the lists are identical for n >= 2.
+    (diffusers builds "trailing" with a float ``arange``, which for some (T, n), e.g. (1000, 61),
+    yields an (n+1)-th entry, -1, an invalid timestep; here that list is cut to its n entries.)
+    One step is [T-1] whatever the spacing: a single step must start from pure noise.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"ddim_timesteps: steps must be an integer number of sampling steps, got "
-                        f"{steps!r}")
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be in 1..{num_timesteps} (T); got {steps!r}")
-    if steps == 1:
-        return np.array([num_timesteps - 1], dtype=np.int64)
-    # Gaps of the grid are (T-1)/(steps-1) >= 1, so rounding half up keeps the values distinct
-    # (np.round rounds half to even, which could merge 1.5 and 2.5).
-    return np.floor(np.linspace(0, num_timesteps - 1, steps) + 0.5).astype(np.int64)
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; valid ones are {', '.join(SPACINGS)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) \
+            or not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be an integer in 1..{num_timesteps} (T); got {steps!r}")
+    T, n = int(num_timesteps), int(steps)
+    if n == 1:
+        return np.array([T - 1], dtype=np.int64)
+    if spacing == "linspace":
+        seq = np.linspace(0, T - 1, n).round()[::-1]
+    elif spacing == "leading":
+        seq = (np.arange(n) * (T // n))[::-1]
+    else:  # trailing: diffusers' float arange, cut to its first n entries (see above)
+        seq = np.round(np.arange(T, 0, -T / n)[:n]) - 1
+    return np.ascontiguousarray(seq).astype(np.int64)
+
+
+def ddim_timesteps(num_timesteps: int, steps: int, spacing: str = DEFAULT_SPACING) -> np.ndarray:
+    """``spaced_timesteps`` in increasing order, as ``GaussianDiffusion.sample(sampler="ddim")``
+    stores its subsequence tau of 1..T (DDIM, arXiv 2010.02502, sec. 4.2).
+
+    The sampler steps from tau[i] to tau[i-1], and from tau[0] to "-1" (alpha_bar = 1). With the
+    default "linspace" spacing the chain always starts at T-1 (pure noise) and ends at 0.
+    """
+    return spaced_timesteps(num_timesteps, steps, spacing)[::-1].copy()

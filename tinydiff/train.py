@@ -24,6 +24,11 @@ written from finite weights, atomically, so the last good one survives. Ctrl-C f
 current step, saves a checkpoint, and then raises KeyboardInterrupt (``TrainingInterrupted``);
 SIGTERM does the same, so `kill` or a scheduler's stop loses no finished step. Temporaries that
 a killed run left beside its files are removed when the next run in that folder starts.
+
+More than one process. ``Trainer(config, dist=init_distributed())`` (``tinydiff.distributed``)
+makes this one of K data-parallel ranks: it draws the whole global batch as above, computes
+the loss and gradients of its 1/K slice, and all-reduces them before the shared optimizer step;
+only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -43,9 +48,11 @@ import numpy as np
 
 import autograd.functional as F
 import autograd.random as ag_random
-from autograd.backend import to_device
+from autograd.backend import get_array_module, to_device
+from autograd.malloc import keep_freed_host_memory
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
+from tinydiff import distributed
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
 from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
@@ -311,13 +318,20 @@ class Trainer:
     and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()`` runs until ``config.steps`` and returns the history of this
     call as a list of ``StepInfo``. ``callbacks`` are called after every step with
     ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
-    stops training like Ctrl-C (checkpoint first).
+    stops training like Ctrl-C (checkpoint first). ``dist`` (from
+    ``tinydiff.distributed.init_distributed()``) makes this one of K data-parallel processes,
+    each computing its shard of every global batch (see ``tinydiff.distributed``).
     """
 
     def __init__(self, config: TrainConfig, callbacks: Iterable[Callback] = (),
-                 model: Any = None, batches: Any = None) -> None:
+                 model: Any = None, batches: Any = None, dist: Any = None) -> None:
         from tinydiff.models import build_model
         config.validate()
+        if dist is not None:
+            distributed.check_batch_split(config.batch_size, dist.size)
+        self.dist = dist
+        self.is_root = dist is None or dist.rank == 0  # only rank 0 prints and writes files
+        keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
         self.config = config
         self.callbacks = list(callbacks)
         self.out_dir = Path(config.out_dir)
@@ -353,6 +367,7 @@ class Trainer:
             raise ValueError("class_cond=True needs a class-conditional model (built with num_classes)")
         self._noise: Any = None     # reused noise buffer (host)
         self._stop_requested = False
+        self._stop_agreed = False   # distributed: some rank asked to stop (agreed in the all-reduce)
         self._in_step = False       # True while a step is half done (then the state is not saved)
         self._clock: float | None = None  # perf_counter() at which self.seconds() was 0
 
@@ -381,16 +396,52 @@ class Trainer:
         """Loss and gradients of one batch (Algorithm 1, lines 2-5); returns the loss, the
         gradient norm before clipping, and the learning rate the update will use."""
         dev = self.config.device
-        x0, t, noise, y = (None if a is None else to_device(a, dev) for a in self._draw())
+        x0, t, noise, y = (None if a is None else to_device(a, dev) for a in self._shard(self._draw()))
         xt, target = self.diffusion.training_targets(x0, t, noise, self.config.parameterization)
         prediction = self.model(Tensor(xt), t, y)
         loss = F.mse_loss(prediction, Tensor(target))
         self.optimizer.zero_grad()
         loss.backward()
+        loss_value = self._average_gradients(loss.item())
         grad_norm = clip_grad_norm_(self.params, self.config.grad_clip or math.inf)
         # clip_grad_norm_ returns the norm as a float and the loss comes to the host as one: on
         # a GPU these are the step's only synchronisations.
-        return loss.item(), float(grad_norm), self.scheduler.get_last_lr()[0]
+        return loss_value, float(grad_norm), self.scheduler.get_last_lr()[0]
+
+    # ------------------------------------------------------------------ data parallelism
+
+    def _shard(self, drawn: tuple[Any, ...]) -> tuple[Any, ...]:
+        """This rank's rows of the global batch (all of it in one process); with K > 1 ranks,
+        also reseeds the engine generator (dropout) for this (step, rank)."""
+        if self.dist is None:
+            return drawn
+        if self.dist.size > 1:
+            ag_random.manual_seed(distributed.dropout_seed(self.config.seed, self.step, self.dist.rank))
+        rows = distributed.shard_slice(drawn[0].shape[0], self.dist.rank, self.dist.size)
+        return tuple(None if a is None else a[rows] for a in drawn)
+
+    def _average_gradients(self, loss: float) -> float:
+        """All-reduce the gradients to their mean over the ranks; returns the global loss. The
+        ranks also agree here on stopping (Ctrl-C on any of them), so they stop at one step."""
+        if self.dist is None:
+            return loss
+        total = distributed.average_gradients(self.dist, self.params,
+                                              [loss, float(self._stop_requested)])
+        self._stop_agreed = bool(total[1] > 0)
+        return float(total[0]) / self.dist.size
+
+    def request_stop(self) -> None:
+        """Stop after the current step, with a checkpoint, as a first Ctrl-C does. In a
+        distributed run the ranks agree on it in the next all-reduce and all stop after the same
+        step; there, a callback must call this instead of raising KeyboardInterrupt on one rank."""
+        self._stop_requested = signal.SIGINT
+
+    def _should_stop(self) -> bool:
+        return self._stop_agreed if self.dist is not None else self._stop_requested
+
+    def _check_ranks_agree(self, where: str) -> None:
+        if self.dist is not None:
+            distributed.check_identical(self.dist, self.model.state_dict(), where)
 
     def train_step(self) -> StepInfo:
         """One step of Algorithm 1; returns its StepInfo. Raises TrainingDiverged (weights untouched)
@@ -429,9 +480,11 @@ class Trainer:
         call's history. Saves a checkpoint every ``ckpt_every`` steps and at the end."""
         total = self.config.steps if steps is None else int(steps)
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for name in (CHECKPOINT_NAME, LOG_NAME, "config.json"):
-            remove_stale_temporaries(self.out_dir / name)
+        self._check_ranks_agree(f"at the start (step {self.step})")
+        if self.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for name in (CHECKPOINT_NAME, LOG_NAME, "config.json"):
+                remove_stale_temporaries(self.out_dir / name)
         self._write_config_json()
         log_file, log = self._open_log()
         bar = self._progress_bar(total)
@@ -453,8 +506,8 @@ class Trainer:
                         bar.set_postfix_str(f"loss={smooth:.4f}", refresh=False)
                 for callback in self.callbacks:
                     callback(self, info)
-                if self._stop_requested:
-                    raise TrainingInterrupted(self._stop_requested)
+                if self._should_stop():
+                    raise TrainingInterrupted(self._stop_requested or signal.SIGINT)
                 if info.step % cfg.ckpt_every == 0 and info.step < total:
                     sync(log_file)  # the rows a checkpoint covers are on disk before it is
                     self.save()
@@ -484,7 +537,7 @@ class Trainer:
         return history
 
     def _progress_bar(self, total: int) -> Any:
-        if not self.config.progress:
+        if not self.config.progress or not self.is_root:
             return None
         from tqdm.auto import tqdm
         return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
@@ -523,6 +576,8 @@ class Trainer:
         so a crash at any moment (even right after a resume) loses none of them; rows past it
         (written by a run interrupted after its last checkpoint) and a row torn by a crash are
         dropped by an atomic rewrite first, since this run redoes those steps."""
+        if not self.is_root:
+            return _NullLog(), _NullLog()
         path = self.log_path
         header = _csv_line(LOG_COLUMNS)
         text = header
@@ -536,6 +591,8 @@ class Trainer:
         return f, csv.writer(f)
 
     def _write_config_json(self) -> None:
+        if not self.is_root:
+            return
         text = json.dumps(self.config.to_dict(), indent=2) + "\n"
         write_atomic(self.out_dir / "config.json", text.encode())
 
@@ -580,6 +637,9 @@ class Trainer:
         """
         path = Path(path) if path is not None else self.checkpoint_path
         self._check_weights_finite()
+        self._check_ranks_agree(f"at the checkpoint of step {self.step}")
+        if not self.is_root:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.state_dict(), path)
         return path
@@ -624,12 +684,13 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | os.PathLike, callbacks: Iterable[Callback] = (),
-               model: Any = None, batches: Any = None, **overrides: Any) -> Trainer:
+               model: Any = None, batches: Any = None, dist: Any = None, **overrides: Any) -> Trainer:
         """Rebuild a trainer from a checkpoint file (or a run folder holding checkpoint.npz).
 
         ``overrides`` may change only settings that leave the run itself unchanged
         (``RESUMABLE_OVERRIDES``: steps, device, out_dir, progress, ...). ``model`` and
-        ``batches`` stand in for those the config would build, as in ``Trainer(...)``.
+        ``batches`` stand in for those the config would build, and ``dist`` joins a distributed
+        run (any number of processes), as in ``Trainer(...)``.
         """
         path = Path(path)
         if path.is_dir():
@@ -651,7 +712,7 @@ class Trainer:
             raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
         if model is None:
             check_model_fits(path, config.model_config(), state)
-        trainer = cls(config, callbacks=callbacks, model=model, batches=batches)
+        trainer = cls(config, callbacks=callbacks, model=model, batches=batches, dist=dist)
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -695,6 +756,19 @@ def _row_step(line: str, last_step: int) -> bool:
     except ValueError:
         return False
     return 0 < int(fields[0]) <= last_step
+
+
+class _NullLog:
+    """The loss log of a rank other than 0: accepts rows and writes nothing."""
+
+    def writerow(self, row: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _format_row(info: StepInfo) -> list[Any]:

@@ -1,5 +1,8 @@
 """Activations: silu and gelu as whole ops, plus relu/sigmoid/tanh as functions.
 
+Read ``activation_reference.py`` first: silu as on paper, s = 1/(1 + exp(-x)), y = x s,
+dy/dx = s + x s (1 - s). This module computes the same numbers fast.
+
 Each forward keeps the one array its derivative needs (the logistic s for silu, the normal
 cdf for gelu) and works in place on the buffers it owns: on the CPU every extra live
 temporary the size of an activation map costs as much as the arithmetic itself.
@@ -10,9 +13,9 @@ import math
 from typing import Any
 
 from autograd.backend import get_array_module
+from autograd.functional.special import erf
 from autograd.ops import _blocks
 from autograd.ops._blocks import row_blocks, run_blocks
-from autograd.functional.special import erf
 from autograd.tensor import Tensor, make_node
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -20,24 +23,9 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_C = math.sqrt(2.0 / math.pi)  # constants of the tanh approximation of gelu
 _TANH_K = 0.044715
 # Below this size an activation runs whole on the calling thread: sharing it out costs more.
-# A quarter of the single-pass threshold, because silu makes four or five passes per call: on
-# the toy MLP's (1024, 256) float32 maps (1 MB) sharing them out took its training step from a
-# median 10.7 to 10.1 ms (six interleaved runs of 350 steps each, 2 threads).
+# A quarter of the single-pass threshold, because silu makes four or five passes per call
+# (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
 _SPLIT_BYTES = _blocks.SPLIT_BYTES // 4
-
-
-def logistic(z: Any, out: Any = None) -> Any:
-    """Array-level s = 1 / (1 + exp(-z)) = (1 + tanh(z/2)) / 2, written into ``out`` (may be ``z``).
-
-    The tanh form never overflows (exp(-z) does for z < -88 in float32) and runs as four
-    in-place passes over one buffer, faster on the CPU than scipy's expit.
-    """
-    xp = get_array_module(z)
-    out = xp.multiply(z, 0.5, out=xp.empty_like(z) if out is None else out)  # an array even for 0-d z
-    xp.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
 
 
 def relu(input: Tensor) -> Tensor:
@@ -82,6 +70,33 @@ def silu(input: Tensor) -> Tensor:
     return make_node(y, (input,), backward, "silu")
 
 
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """y = x Phi(x), Phi the standard normal cdf.    dy/dx = Phi(x) + x phi(x), phi = Phi' the pdf.
+
+    ``approximate="tanh"``: y = x (1 + t)/2, t = tanh(c (x + k x^3)), c = sqrt(2/pi), k = 0.044715;
+    dy/dx = (1 + t)/2 + x (1 - t^2) c (1 + 3 k x^2) / 2.
+    """
+    if approximate == "none":
+        return _gelu_erf(input)
+    if approximate == "tanh":
+        return _gelu_tanh(input)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def logistic(z: Any, out: Any = None) -> Any:
+    """Array-level s = 1 / (1 + exp(-z)) = (1 + tanh(z/2)) / 2, written into ``out`` (may be ``z``).
+
+    The tanh form never overflows (exp(-z) does for z < -88 in float32) and runs as four
+    in-place passes over one buffer, faster on the CPU than scipy's expit.
+    """
+    xp = get_array_module(z)
+    out = xp.multiply(z, 0.5, out=xp.empty_like(z) if out is None else out)  # an array even for 0-d z
+    xp.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
 def silu_rows(xp: Any, z: Any, y: Any, s: Any) -> None:
     """Array-level y = z s(z) and s = s(z), written into ``y`` (which may be ``z``) and ``s``:
     y = h (1 + tanh h) with h = z/2, five passes over rows that stay in cache."""
@@ -105,19 +120,6 @@ def silu_grad_rows(xp: Any, g: Any, y: Any, s: Any, out: Any) -> None:
     out *= y
     out += s
     out *= g
-
-
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """y = x Phi(x), Phi the standard normal cdf.    dy/dx = Phi(x) + x phi(x), phi = Phi' the pdf.
-
-    ``approximate="tanh"``: y = x (1 + t)/2, t = tanh(c (x + k x^3)), c = sqrt(2/pi), k = 0.044715;
-    dy/dx = (1 + t)/2 + x (1 - t^2) c (1 + 3 k x^2) / 2.
-    """
-    if approximate == "none":
-        return _gelu_erf(input)
-    if approximate == "tanh":
-        return _gelu_tanh(input)
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 def _gelu_erf(input: Tensor) -> Tensor:

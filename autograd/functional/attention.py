@@ -1,12 +1,12 @@
 """softmax, log_softmax and scaled dot-product attention, each a whole op with its own backward.
 
+Read ``attention_reference.py`` first: attention as on paper, forward and backward, with the
+softmax Jacobian worked out. This module computes the same numbers fast.
+
 Numerical stability: softmax is invariant to shifting a row by a constant, so every row is
 shifted by its maximum before exp; the largest term becomes exp(0) = 1 and nothing overflows.
 A row that is entirely -inf (an attention query with every key masked out) gets probability
 zero everywhere instead of 0/0 = NaN, as PyTorch's own attention does; its gradient is zero.
-
-``scaled_dot_product_attention_reference`` composes the same attention from Tensor ops
-(matmul, softmax); the tests check that the two agree in value and gradient.
 """
 from __future__ import annotations
 
@@ -24,25 +24,8 @@ from autograd.tensor import Tensor, is_array, make_node
 _SPLIT_BYTES = 1 << 20
 
 
-def _row_max(a: Any, axis: int) -> Any:
-    """max of ``a`` along ``axis`` (kept), with -inf rows mapped to 0 so that a - max stays -inf."""
-    xp = get_array_module(a)
-    m = a.max(axis=axis, keepdims=True)
-    return xp.where(xp.isfinite(m), m, 0)
-
-
-def _softmax_inplace(a: Any, axis: int) -> Any:
-    """Overwrite the scores ``a`` with softmax(a) along ``axis`` and return it."""
-    xp = get_array_module(a)
-    a -= _row_max(a, axis)
-    xp.exp(a, out=a)
-    # Every row with a finite maximum contains exp(0) = 1, so its sum is >= 1; only a fully
-    # masked row sums to 0, and max(sum, 1) turns its 0/0 into 0/1.
-    a /= xp.maximum(a.sum(axis=axis, keepdims=True), 1)
-    return a
-
-
 def _int_dim(dim: Any, op: str) -> int:
+    """``dim`` as a Python int, or a TypeError naming the op (a float or bool is no axis)."""
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"{op}: dim must be an integer axis, got {dim!r}")
     return int(dim)
@@ -73,39 +56,6 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
         gx += g
         return (gx,)
     return make_node(y, (input,), backward, "log_softmax")
-
-
-def _as_tensor_mask(attn_mask: Any) -> Tensor | None:
-    if attn_mask is None or isinstance(attn_mask, Tensor):
-        return attn_mask
-    if is_array(attn_mask):
-        return Tensor(attn_mask)
-    raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, an array or None, "
-                    f"got {type(attn_mask).__name__}")
-
-
-def _additive_mask(query: Tensor, key: Tensor, attn_mask: Tensor | None, is_causal: bool) -> Any:
-    """The mask as an array added to the scores (0 where allowed, -inf where masked), or None."""
-    xp = query.xp
-    L, S = query.shape[-2], key.shape[-2]
-    if is_causal:
-        if attn_mask is not None:
-            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
-        # Query i sees keys 0..i (top-left aligned, as torch.ones(L, S).tril()).
-        allowed = xp.tri(L, S, dtype=bool)
-        return xp.where(allowed, 0, -math.inf).astype(query.dtype)
-    if attn_mask is None:
-        return None
-    m = attn_mask.data
-    if not _broadcasts_to(m.shape[-2:], (L, S)):
-        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not broadcast "
-                         f"to the scores' shape (..., L={L}, S={S})")
-    if m.dtype == bool:  # True = may attend, as in PyTorch
-        return xp.where(m, 0, -math.inf).astype(query.dtype)
-    if m.dtype != query.dtype:
-        raise TypeError(f"scaled_dot_product_attention: a float attn_mask must have the query's dtype "
-                        f"{query.dtype}, got {m.dtype}")
-    return m
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
@@ -144,6 +94,57 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
     parents = (query, key, value) + ((mask_t,) if mask_t is not None else ())
     return make_node(out, parents, backward, "scaled_dot_product_attention")
+
+
+def _row_max(a: Any, axis: int) -> Any:
+    """max of ``a`` along ``axis`` (kept), with -inf rows mapped to 0 so that a - max stays -inf."""
+    xp = get_array_module(a)
+    m = a.max(axis=axis, keepdims=True)
+    return xp.where(xp.isfinite(m), m, 0)
+
+
+def _softmax_inplace(a: Any, axis: int) -> Any:
+    """Overwrite the scores ``a`` with softmax(a) along ``axis`` and return it."""
+    xp = get_array_module(a)
+    a -= _row_max(a, axis)
+    xp.exp(a, out=a)
+    # Every row with a finite maximum contains exp(0) = 1, so its sum is >= 1; only a fully
+    # masked row sums to 0, and max(sum, 1) turns its 0/0 into 0/1.
+    a /= xp.maximum(a.sum(axis=axis, keepdims=True), 1)
+    return a
+
+
+def _as_tensor_mask(attn_mask: Any) -> Tensor | None:
+    if attn_mask is None or isinstance(attn_mask, Tensor):
+        return attn_mask
+    if is_array(attn_mask):
+        return Tensor(attn_mask)
+    raise TypeError(f"scaled_dot_product_attention: attn_mask must be a Tensor, an array or None, "
+                    f"got {type(attn_mask).__name__}")
+
+
+def _additive_mask(query: Tensor, key: Tensor, attn_mask: Tensor | None, is_causal: bool) -> Any:
+    """The mask as an array added to the scores (0 where allowed, -inf where masked), or None."""
+    xp = query.xp
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+        # Query i sees keys 0..i (top-left aligned, as torch.ones(L, S).tril()).
+        allowed = xp.tri(L, S, dtype=bool)
+        return xp.where(allowed, 0, -math.inf).astype(query.dtype)
+    if attn_mask is None:
+        return None
+    m = attn_mask.data
+    if not _broadcasts_to(m.shape[-2:], (L, S)):
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not broadcast "
+                         f"to the scores' shape (..., L={L}, S={S})")
+    if m.dtype == bool:  # True = may attend, as in PyTorch
+        return xp.where(m, 0, -math.inf).astype(query.dtype)
+    if m.dtype != query.dtype:
+        raise TypeError(f"scaled_dot_product_attention: a float attn_mask must have the query's dtype "
+                        f"{query.dtype}, got {m.dtype}")
+    return m
 
 
 def _attend(q: Any, k: Any, v: Any, mask: Any, scale: float, p: Any = None, out: Any = None) -> tuple[Any, Any]:
@@ -210,7 +211,8 @@ def _attention_split_by_batch(query: Tensor, key: Tensor, value: Tensor, scale: 
 
         def backward_rows(run: list[slice]) -> None:
             for r in run:
-                parts = _attend_backward(g[r], q[r], k[r], v[r], p[r], out[r], scale, *need, False)
+                parts = _attend_backward(g[r], q[r], k[r], v[r], p[r], out[r], scale, need[0], need[1], need[2],
+                                         False)
                 for grad, part in zip(grads, parts):
                     if grad is not None:
                         grad[r] = part
@@ -241,17 +243,3 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
     if not (query.dtype == key.dtype == value.dtype):
         raise TypeError(f"scaled_dot_product_attention: query, key, value dtypes differ: "
                         f"{query.dtype}, {key.dtype}, {value.dtype}")
-
-
-def scaled_dot_product_attention_reference(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
-                                           is_causal: bool = False, scale: float | None = None) -> Tensor:
-    """The same attention composed from Tensor ops, for reading and for testing the fused op:
-    softmax(Q K^T * scale + mask) V, with autograd deriving the backward."""
-    mask = _additive_mask(query, key, _as_tensor_mask(attn_mask), is_causal)
-    if isinstance(attn_mask, Tensor) and attn_mask.dtype != bool:
-        mask = attn_mask  # keep a float mask in the graph, so its gradient flows too
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = (query @ key.transpose(-2, -1)) * scale
-    if mask is not None:
-        scores = scores + mask
-    return softmax(scores, -1) @ value

@@ -20,7 +20,8 @@ from autograd.tensor import Tensor, make_node
 def conv2d_reference(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
                      padding: Any = 0) -> Tensor:
     """y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] x_pad[n,c,s*i+p,s*j+q];  dL/db[o] = sum_{n,i,j} g[n,o,i,j],
-    dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] x_pad[n,c,s*i+p,s*j+q],  dL/dx_pad[n,c,s*i+p,s*j+q] += sum_o g[n,o,i,j] w[o,c,p,q].
+    dL/dw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] x_pad[n,c,s*i+p,s*j+q],
+    dL/dx_pad[n,c,s*i+p,s*j+q] += sum_o g[n,o,i,j] w[o,c,p,q].
 
     Same arguments and result as ``conv.conv2d`` (dilation 1, groups 1).
     """

@@ -1,6 +1,10 @@
 """linear (and linear_silu, its fusion with the activation of an MLP's hidden layer), embedding
 and dropout: the ops of fully connected layers.
 
+Read ``linear_reference.py`` first: linear_silu and dropout as on paper, forward and backward
+(the dropout mask drawn plainly, one number per element). This module computes the same
+numbers fast, on rows shared among the engine's threads.
+
 linear is one op rather than matmul + transpose + add: with the leading dimensions folded into
 one, its forward and both weight gradients are single matrix products.
 """
@@ -39,71 +43,10 @@ def linear_silu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     The hidden layer of an MLP. As two ops, each would hand its rows to the engine's threads
     once forward and once backward; here each thread takes its rows through the GEMM and the
     SiLU (and back) while they are still in its cache. The toy MLP's matrices are small enough
-    for those hand-offs to show: its training step at 2 threads, ten interleaved rounds of 30
-    steps in one process, median 7.9 ms as two ops, 6.6 ms as one.
+    for those hand-offs to show
+    (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
     """
     return _linear("linear_silu", input, weight, bias, silu=True)
-
-
-def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: bool) -> Tensor:
-    if weight.ndim != 2 or input.ndim < 1 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"{op}: input (*, in_features) {input.shape} does not match weight "
-                         f"(out_features, in_features) {weight.shape}")
-    if input.device != weight.device or (bias is not None and bias.device != weight.device):
-        raise RuntimeError(f"{op}: input is on {input.device!r} but weight on {weight.device!r}"
-                           + (f" and bias on {bias.device!r}" if bias is not None else ""))
-    out_features, in_features = weight.shape
-    if bias is not None and bias.shape != (out_features,):
-        raise ValueError(f"{op}: bias must have shape ({out_features},) to match weight {weight.shape}, "
-                         f"got {bias.shape}")
-    lead = input.shape[:-1]
-    xp = input.xp
-    x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
-    w, b = weight.data, None if bias is None else bias.data
-    # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); few rows: one GEMM.
-    blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
-    y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
-    s = xp.empty_like(y) if silu else None  # the logistic of z, for the backward
-
-    def forward_rows(run: list[slice]) -> None:
-        for r in run:
-            xp.matmul(x2[r], w.T, out=y[r])
-            if b is not None:
-                y[r] += b
-            if silu:  # z -> silu(z) in place
-                silu_rows(xp, y[r], y[r], s[r])
-    run_blocks(forward_rows, blocks)
-
-    def backward(g):
-        g2 = g.reshape(-1, out_features)
-        need_x = input.requires_grad
-        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
-        gx = xp.empty(x2.shape, dtype=g2.dtype) if need_x else None
-        gz = xp.empty_like(y) if silu else g2  # dL/dz
-
-        def backward_rows(run: list[slice]) -> tuple[Any, Any]:
-            gw = gb = None
-            for r in run:
-                if silu:
-                    silu_grad_rows(xp, g2[r], y[r], s[r], out=gz[r])
-                if need_x:
-                    xp.matmul(gz[r], w, out=gx[r])
-                if need_w:
-                    part = gz[r].T @ x2[r]
-                    gw = part if gw is None else gw + part
-                if need_b:
-                    part = gz[r].sum(axis=0)
-                    gb = part if gb is None else gb + part
-            return gw, gb
-        gw, gb = sum_runs(run_blocks(backward_rows, blocks))
-        if need_w and gw is None:  # no rows at all
-            gw = xp.zeros_like(w)
-        if need_b and gb is None:
-            gb = xp.zeros_like(b)
-        return ((gx.reshape(input.shape) if need_x else None), gw) + ((gb,) if bias is not None else ())
-
-    parents = (input, weight) + ((bias,) if bias is not None else ())
-    return make_node(y.reshape(lead + (out_features,)), parents, backward, op)
 
 
 def embedding(input: Any, weight: Tensor) -> Tensor:
@@ -192,3 +135,64 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
         run_blocks(backward_rows, blocks)
         return (gx,)
     return make_node(y, (input,), backward, "dropout")
+
+
+def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: bool) -> Tensor:
+    if weight.ndim != 2 or input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"{op}: input (*, in_features) {input.shape} does not match weight "
+                         f"(out_features, in_features) {weight.shape}")
+    if input.device != weight.device or (bias is not None and bias.device != weight.device):
+        raise RuntimeError(f"{op}: input is on {input.device!r} but weight on {weight.device!r}"
+                           + (f" and bias on {bias.device!r}" if bias is not None else ""))
+    out_features, in_features = weight.shape
+    if bias is not None and bias.shape != (out_features,):
+        raise ValueError(f"{op}: bias must have shape ({out_features},) to match weight {weight.shape}, "
+                         f"got {bias.shape}")
+    lead = input.shape[:-1]
+    xp = input.xp
+    x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
+    w, b = weight.data, None if bias is None else bias.data
+    # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); few rows: one GEMM.
+    blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
+    y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
+    s: Any = xp.empty_like(y) if silu else None  # the logistic of z, for the backward
+
+    def forward_rows(run: list[slice]) -> None:
+        for r in run:
+            xp.matmul(x2[r], w.T, out=y[r])
+            if b is not None:
+                y[r] += b
+            if silu:  # z -> silu(z) in place
+                silu_rows(xp, y[r], y[r], s[r])
+    run_blocks(forward_rows, blocks)
+
+    def backward(g):
+        g2 = g.reshape(-1, out_features)
+        need_x = input.requires_grad
+        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        gx = xp.empty(x2.shape, dtype=g2.dtype) if need_x else None
+        gz = xp.empty_like(y) if silu else g2  # dL/dz
+
+        def backward_rows(run: list[slice]) -> tuple[Any, Any]:
+            gw = gb = None
+            for r in run:
+                if silu:
+                    silu_grad_rows(xp, g2[r], y[r], s[r], out=gz[r])
+                if need_x:
+                    xp.matmul(gz[r], w, out=gx[r])
+                if need_w:
+                    part = gz[r].T @ x2[r]
+                    gw = part if gw is None else gw + part
+                if need_b:
+                    part = gz[r].sum(axis=0)
+                    gb = part if gb is None else gb + part
+            return gw, gb
+        gw, gb = sum_runs(run_blocks(backward_rows, blocks))
+        if need_w and gw is None:  # no rows at all
+            gw = xp.zeros_like(w)
+        if need_b and gb is None:
+            gb = xp.zeros_like(b)
+        return ((gx.reshape(input.shape) if need_x else None), gw) + ((gb,) if bias is not None else ())
+
+    parents = (input, weight) + ((bias,) if bias is not None else ())
+    return make_node(y.reshape(lead + (out_features,)), parents, backward, op)

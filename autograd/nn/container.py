@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 from autograd.nn.module import Module
 
@@ -17,11 +18,11 @@ class Sequential(Module):
     def __init__(self, *args: Module | OrderedDict[str, Module]) -> None:
         super().__init__()
         if len(args) == 1 and isinstance(args[0], OrderedDict):
-            for name, module in args[0].items():
-                self.add_module(name, module)
+            for name, child in args[0].items():
+                self.add_module(name, child)
         else:
             for i, module in enumerate(args):
-                self.add_module(str(i), module)
+                self.add_module(str(i), cast(Module, module))  # (the OrderedDict form is the branch above)
 
     def forward(self, x: Any) -> Any:
         for module in self._modules.values():

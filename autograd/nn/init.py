@@ -78,7 +78,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; expected one of {linear + ('tanh', 'relu', 'leaky_relu', 'selu')}")
+    valid = linear + ("tanh", "relu", "leaky_relu", "selu")
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; expected one of {valid}")
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Tensor:

@@ -13,7 +13,8 @@ and a state dict written by one model lines up with another built by the same co
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 from autograd.backend import device_of, to_device
 from autograd.nn.parameter import Parameter

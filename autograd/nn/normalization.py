@@ -1,7 +1,8 @@
 """GroupNorm and LayerNorm with learnable per-channel scale and shift (init 1 and 0)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import autograd.functional as F
 from autograd.nn import init

@@ -12,16 +12,20 @@ elementwise passes, which NumPy runs on one core, use them all, as a GEMM does.
 from __future__ import annotations
 
 import functools
+import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+
+from autograd.backend import get_array_module
 
 T = TypeVar("T")
 
 
 # Elementwise work below this size runs whole on the calling thread: waking a sleeping thread on
-# another core costs ~0.1 ms on the 2-vCPU VM this was measured on (a tanh over 4 MB took 0.46 ms
-# on one thread and as long on two; over 16 MB, half as long), so only bigger passes gain.
+# another core costs more than a smaller pass saves
+# (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
 SPLIT_BYTES = 4 << 20
 
 
@@ -60,15 +64,15 @@ def row_blocks(xp: Any, a: Any, split_bytes: int) -> list[Any]:
     return even_blocks(xp, a.shape[0], 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def num_threads() -> int:
     """Threads for block work, read once at first use: AUTOGRAD_NUM_THREADS if set; else every
     CPU if the BLAS is pinned to one thread (OPENBLAS_NUM_THREADS=1 or OMP_NUM_THREADS=1);
     else 1, leaving the cores to the BLAS's own threads.
 
     Never both: a BLAS thread pool spins, waiting for its next GEMM, and a second pool calling
-    into it at the same time gets the worst of each (measured: a UNet step 20x slower on a
-    2-core machine with one core busy elsewhere). The engine's own threads only block.
+    into it at the same time gets the worst of each. The engine's own threads only block.
+    (Measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays.)
     """
     value = os.environ.get("AUTOGRAD_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
@@ -77,7 +81,7 @@ def num_threads() -> int:
     return (os.cpu_count() or 1) if blas == "1" else 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autograd-blocks")
 
@@ -113,3 +117,25 @@ def sum_runs(parts: list[tuple[Any, ...]]) -> tuple[Any, ...]:
             else:
                 totals[i] += part
     return tuple(totals)
+
+
+def elementwise(ufunc: Any, a: Any, b: Any, split_bytes: int = SPLIT_BYTES) -> Any:
+    """ufunc(a, b) with NumPy broadcasting. A result of ``split_bytes`` or more on the CPU is
+    computed a slice of its first axis per thread, in the memory layout of the input that has
+    the result's shape (so channels-last stays channels-last, as with NumPy)."""
+    xp = get_array_module(a, b)
+    if xp.__name__ != "numpy" or num_threads() < 2:
+        return ufunc(a, b)
+    shape = xp.broadcast_shapes(a.shape, b.shape)
+    if len(shape) == 0 or shape[0] < 2 or math.prod(shape) * max(a.itemsize, b.itemsize) < split_bytes:
+        return ufunc(a, b)
+    dtype = xp.result_type(a, b)
+    full = a if a.shape == shape else b if b.shape == shape else None
+    out = xp.empty(shape, dtype=dtype) if full is None else xp.empty_like(full, dtype=dtype)
+    a, b = xp.broadcast_to(a, shape), xp.broadcast_to(b, shape)
+
+    def compute(run: list[slice]) -> None:
+        for r in run:
+            ufunc(a[r], b[r], out=out[r])
+    run_blocks(compute, even_blocks(xp, shape[0], 1))
+    return out

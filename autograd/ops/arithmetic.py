@@ -6,17 +6,14 @@ that does not require grad, so no work is spent on constants.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from autograd.backend import device_of, get_array_module
+from autograd.backend import device_of
 from autograd.ops import _blocks
 from autograd.tensor import Tensor, as_tensor, make_node
 
-
 # Below this size an elementwise op runs whole on the calling thread: sharing it out costs more.
 _SPLIT_BYTES = _blocks.SPLIT_BYTES
-
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``.
@@ -45,28 +42,6 @@ def _operands(a: Any, b: Any, op: str) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _elementwise(ufunc: Any, a: Any, b: Any) -> Any:
-    """ufunc(a, b) with NumPy broadcasting. A big result on the CPU is computed a slice of its
-    first axis per thread (``autograd.ops._blocks``), in the memory layout of the input
-    that has the result's shape (so channels-last stays channels-last, as with NumPy)."""
-    xp = get_array_module(a, b)
-    if xp.__name__ != "numpy" or _blocks.num_threads() < 2:
-        return ufunc(a, b)
-    shape = xp.broadcast_shapes(a.shape, b.shape)
-    if len(shape) == 0 or shape[0] < 2 or math.prod(shape) * max(a.itemsize, b.itemsize) < _SPLIT_BYTES:
-        return ufunc(a, b)
-    dtype = xp.result_type(a, b)
-    full = a if a.shape == shape else b if b.shape == shape else None
-    out = xp.empty(shape, dtype=dtype) if full is None else xp.empty_like(full, dtype=dtype)
-    a, b = xp.broadcast_to(a, shape), xp.broadcast_to(b, shape)
-
-    def compute(run: list[slice]) -> None:
-        for r in run:
-            ufunc(a[r], b[r], out=out[r])
-    _blocks.run_blocks(compute, _blocks.even_blocks(xp, shape[0], 1))
-    return out
-
-
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> ValueError:
     return ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together")
 
@@ -75,7 +50,7 @@ def add(a: Any, b: Any) -> Tensor:
     """a + b.    d/da = 1,  d/db = 1."""
     a, b = _operands(a, b, "add")
     try:
-        out = _elementwise(a.xp.add, a.data, b.data)
+        out = _blocks.elementwise(a.xp.add, a.data, b.data, _SPLIT_BYTES)
     except ValueError:
         raise _broadcast_error("add", a, b) from None
 
@@ -89,7 +64,7 @@ def sub(a: Any, b: Any) -> Tensor:
     """a - b.    d/da = 1,  d/db = -1."""
     a, b = _operands(a, b, "sub")
     try:
-        out = _elementwise(a.xp.subtract, a.data, b.data)
+        out = _blocks.elementwise(a.xp.subtract, a.data, b.data, _SPLIT_BYTES)
     except ValueError:
         raise _broadcast_error("sub", a, b) from None
 
@@ -103,14 +78,16 @@ def mul(a: Any, b: Any) -> Tensor:
     """a * b.    d/da = b,  d/db = a."""
     a, b = _operands(a, b, "mul")
     try:
-        out = _elementwise(a.xp.multiply, a.data, b.data)
+        out = _blocks.elementwise(a.xp.multiply, a.data, b.data, _SPLIT_BYTES)
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
 
     def backward(g):
         xp = a.xp
-        return (unbroadcast(_elementwise(xp.multiply, g, b.data), a.shape) if a.requires_grad else None,
-                unbroadcast(_elementwise(xp.multiply, g, a.data), b.shape) if b.requires_grad else None)
+        return (unbroadcast(_blocks.elementwise(xp.multiply, g, b.data, _SPLIT_BYTES), a.shape)
+                if a.requires_grad else None,
+                unbroadcast(_blocks.elementwise(xp.multiply, g, a.data, _SPLIT_BYTES), b.shape)
+                if b.requires_grad else None)
     return make_node(out, (a, b), backward, "mul")
 
 
@@ -118,7 +95,7 @@ def div(a: Any, b: Any) -> Tensor:
     """a / b.    d/da = 1/b,  d/db = -a/b^2."""
     a, b = _operands(a, b, "div")
     try:
-        out = _elementwise(a.xp.divide, a.data, b.data)
+        out = _blocks.elementwise(a.xp.divide, a.data, b.data, _SPLIT_BYTES)
     except ValueError:
         raise _broadcast_error("div", a, b) from None
 

@@ -5,12 +5,12 @@ permutation, scatter it into the indexed positions, or split it among the joined
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from autograd.backend import device_of, get_array_module
 from autograd.ops import _blocks
 from autograd.tensor import Tensor, make_node
-
 
 # Bytes below which concatenate's copies run whole on the calling thread.
 _SPLIT_BYTES = _blocks.SPLIT_BYTES
@@ -184,7 +184,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         out = xp.empty([shape[d] for d in order], dtype=dtype).transpose(_inverse(order))
         # Joining along a later axis, the copies are shared among the engine's threads, a slice of
         # the first axis each (every row r of the result is made of the inputs' rows r).
-        rows = _blocks.row_blocks(xp, out, _SPLIT_BYTES) if axis > 0 else [...]
+        rows: list[Any] = _blocks.row_blocks(xp, out, _SPLIT_BYTES) if axis > 0 else [...]
 
         def copy_rows(run: list[Any]) -> None:
             for r in run:

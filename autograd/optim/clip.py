@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from autograd.backend import get_array_module
 from autograd.tensor import Tensor
@@ -22,7 +23,7 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
         return 0.0
     norm_type = float(norm_type)
     # Partial results stay on their device (one sum per device), so a GPU syncs only once.
-    partial: dict[str, object] = {}
+    partial: dict[str, Any] = {}
     for g in grads:
         xp = get_array_module(g)
         flat = g.reshape(-1)

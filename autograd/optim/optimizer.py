@@ -8,7 +8,8 @@ so a step allocates no memory after the first.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from autograd.backend import device_of, get_array_module, to_device
 from autograd.tensor import Tensor, is_array
@@ -28,7 +29,7 @@ class Optimizer:
         self._scratch: dict[tuple[type, Any, int], Any] = {}
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors or of dicts, not a single Tensor")
-        groups = list(params)
+        groups: list[Any] = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         if not isinstance(groups[0], dict):

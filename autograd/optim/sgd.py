@@ -1,7 +1,8 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay (torch's rule)."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from autograd.optim.optimizer import Optimizer
 from autograd.tensor import Tensor
