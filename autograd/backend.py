@@ -48,6 +48,15 @@ def host_array(data: Any, dtype: Any = None) -> numpy.ndarray:
     return numpy.asarray(data, dtype=dtype)
 
 
+def check_tensor_dtype(data: Any, requires_grad: bool) -> None:
+    """The dtype rules of a Tensor's array: numeric (bool, int, float or complex: an object array
+    such as ``np.array([None])`` is refused), and floating point if it is to require grad."""
+    if data.dtype.kind not in "biufc":
+        raise TypeError(f"Tensor: dtype {data.dtype} is not numeric (bool, int, float or complex): {data!r:.80}")
+    if requires_grad and data.dtype.kind not in "fc":
+        raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
+
+
 def get_array_module(*arrays: Any) -> ModuleType:
     """The module (numpy or cupy) that owns these arrays; numpy for anything else."""
     if cupy is not None:

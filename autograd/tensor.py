@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from autograd.backend import device_of, get_array_module, host_array, is_array, to_device, to_numpy
+from autograd.backend import check_tensor_dtype, device_of, get_array_module, host_array, is_array, to_device, to_numpy
 from autograd.ops._blocks import elementwise  # the threaded a + b that sums a gradient used twice
 
 if TYPE_CHECKING:  # +, @, sum, reshape, exp, ...: attached in autograd/tensor_methods.py, declared there
@@ -78,8 +78,7 @@ class Tensor(TensorMethods):
                 data = data.astype(dtype, copy=False)
         else:  # NumPy scalars keep their dtype; Python numbers and (nested) lists become float32
             data = host_array(data, "float32" if dtype is None and not hasattr(data, "dtype") else dtype)
-        if requires_grad and data.dtype.kind not in "fc":
-            raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
+        check_tensor_dtype(data, requires_grad)
         self.data: Any = data
         self.grad: Any = None
         self.requires_grad = bool(requires_grad)

@@ -279,8 +279,12 @@ def test_conv2d_bad_bias_dtype_and_rank():
     x, w = Tensor(randn(1, 2, 5, 5)), Tensor(randn(3, 2, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(3,\)"):
         conv2d(x, w, Tensor(randn(2)))
-    with pytest.raises(TypeError, match="conv2d: input dtype float64 != weight dtype float32"):
-        conv2d(x, w.astype(np.float32))
+    # One promotion rule for every op (NumPy's): float64 input, float32 weight -> float64 out.
+    w32 = Tensor(w.data.astype(np.float32), requires_grad=True)
+    y = conv2d(x, w32)
+    y.sum().backward()
+    assert y.dtype == np.float64 and w32.grad.dtype == np.float32
+    np.testing.assert_allclose(y.data, conv2d(x, Tensor(w32.data.astype(np.float64))).data)
     with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input \(N, C, H, W\), got shape \(2, 5"):
         conv2d(Tensor(randn(2, 5, 5)), w)
 

@@ -220,7 +220,12 @@ def test_nan_guard_stops_with_step_and_quantity_and_keeps_the_checkpoint(tmp_pat
 
 
 def test_infinite_lr_is_caught_on_the_next_step(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, lr=math.inf, warmup_steps=0))
+    with pytest.raises(ValueError, match="TrainConfig.lr=inf is invalid"):  # refused up front
+        tiny_config(tmp_path, lr=math.inf)
+    trainer = Trainer(tiny_config(tmp_path, warmup_steps=0))
+    for group in trainer.optimizer.param_groups:   # and caught if it gets there anyway
+        group["lr"] = math.inf
+    trainer.scheduler.base_lrs = [math.inf] * len(trainer.scheduler.base_lrs)
     with pytest.raises(TrainingDiverged, match=r"step 2: the loss is nan.*No checkpoint was written"):
         trainer.train()
     assert not (tmp_path / "checkpoint.npz").exists()

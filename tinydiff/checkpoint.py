@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autograd.serialization import CheckpointError, load, save
+from tinydiff.models.fit import config_misfit
 
 CHECKPOINT_KIND = "tinydiff.train"
 CHECKPOINT_VERSION = 1
@@ -67,3 +68,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: the training checkpoint lacks {', '.join(missing)}")
     return state
+
+
+def check_model_fits(path: str | os.PathLike, model_config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose model config disagrees with its own weights, before the model is
+    built (a crafted config could otherwise make us allocate gigabytes); see tinydiff.models.fit."""
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(hasattr(w, "shape") for w in weights.values()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a dict of weight arrays")
+    why = config_misfit(model_config, {k: tuple(w.shape) for k, w in weights.items()})
+    if why is not None:
+        raise CheckpointError(f"{path}: its model config does not fit its weights: {why}")

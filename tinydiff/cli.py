@@ -9,13 +9,15 @@
     tinydiff exercises check 1.3                    # graded by gradcheck, Bayes' rule, Monte Carlo
 
 Every command explains its options with ``--help``. ``main(argv)`` returns the exit status
-(0 success, 1 error, 2 bad usage, 130 interrupted), so tests can call it in-process.
+(0 success, 1 error, 2 bad usage, 130 Ctrl-C, 143 SIGTERM), so tests can call it in-process;
+every error is one or two lines on stderr (``--debug`` or TINYDIFF_DEBUG=1 add the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,9 +30,15 @@ from typing import Any, Sequence
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from autograd.malloc import keep_freed_host_memory  # noqa: E402
+from tinydiff.cli_checks import (check_resume, finite_float, nonfinite_entry,  # noqa: E402
+                                 nonnegative_int, option_message, output_file, output_folder,
+                                 positive_int)
 from tinydiff.data.toy2d import TOY2D_DATASETS  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
+from tinydiff.errors import debug_requested, describe  # noqa: E402
 from tinydiff.schedules import SCHEDULES  # noqa: E402
+
+import numpy as np  # noqa: E402 (after the BLAS setting)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -59,41 +67,41 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
     """Options shared by `train toy2d` and `train mnist`; ``d`` is the preset whose defaults the
     help text shows. They default to None so that we can tell which ones the user gave."""
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, metavar="N",
+    g.add_argument("--steps", type=nonnegative_int, metavar="N",
                    help=f"total optimizer steps; with --resume, the new total (default: {d.steps})")
-    g.add_argument("--batch-size", type=int, metavar="B",
+    g.add_argument("--batch-size", type=positive_int, metavar="B",
                    help=f"examples per step (default: {d.batch_size})")
-    g.add_argument("--lr", type=float, metavar="LR",
+    g.add_argument("--lr", type=finite_float, metavar="LR",
                    help=f"peak learning rate, reached after the warmup (default: {d.lr:g})")
     g.add_argument("--optimizer", choices=("adam", "adamw"),
                    help=f"Adam (L2 weight decay) or AdamW (decoupled weight decay) (default: {d.optimizer})")
-    g.add_argument("--weight-decay", type=float, metavar="WD",
+    g.add_argument("--weight-decay", type=finite_float, metavar="WD",
                    help=f"weight decay coefficient (default: {d.weight_decay:g})")
-    g.add_argument("--warmup-steps", type=int, metavar="N",
+    g.add_argument("--warmup-steps", type=nonnegative_int, metavar="N",
                    help=f"linear learning-rate warmup from 0 over N steps (default: {d.warmup_steps})")
-    g.add_argument("--grad-clip", type=float, metavar="C",
+    g.add_argument("--grad-clip", type=finite_float, metavar="C",
                    help=f"clip the global gradient norm to C; 0 turns clipping off (default: {d.grad_clip:g})")
-    g.add_argument("--ema-decay", type=float, metavar="D",
+    g.add_argument("--ema-decay", type=finite_float, metavar="D",
                    help=f"decay of the exponential moving average of the weights used for sampling "
                         f"(default: {d.ema_decay:g})")
     g = p.add_argument_group("diffusion")
     g.add_argument("--schedule", choices=SCHEDULES,
                    help=f"noise schedule beta_1..beta_T (default: {d.schedule})")
-    g.add_argument("--timesteps", type=int, metavar="T",
+    g.add_argument("--timesteps", type=positive_int, metavar="T",
                    help=f"number of diffusion steps T (default: {d.timesteps})")
     g.add_argument("--parameterization", choices=PARAMETERIZATIONS,
                    help=f"what the network predicts: the noise eps, x_0, or v (default: {d.parameterization})")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int,
+    g.add_argument("--seed", type=nonnegative_int,
                    help=f"seed of every random draw; the same seed repeats the run exactly (default: {d.seed})")
     g.add_argument("--device", choices=("cpu", "cuda"),
                    help=f"cpu (NumPy) or cuda (CuPy, needs a GPU) (default: {d.device})")
     g.add_argument("--out", metavar="DIR", dest="out_dir",
                    help=f"folder for checkpoint.npz, loss.csv, config.json and samples.png "
                         f"(default: {d.out_dir})")
-    g.add_argument("--ckpt-every", type=int, metavar="N",
+    g.add_argument("--ckpt-every", type=positive_int, metavar="N",
                    help=f"save a checkpoint every N steps, and always at the end (default: {d.ckpt_every})")
-    g.add_argument("--log-every", type=int, metavar="N",
+    g.add_argument("--log-every", type=positive_int, metavar="N",
                    help=f"write a row of loss.csv every N steps (default: {d.log_every})")
     g.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (its settings are kept; --steps, --device "
@@ -120,7 +128,8 @@ TRAIN_EPILOG = """outputs (in --out):
   config.json     the settings of the run
   samples.png     samples from the EMA weights at the end (unless --no-preview)
 
-Ctrl-C stops after the current step and saves a checkpoint. NumPy's BLAS runs one thread
+Ctrl-C or SIGTERM (kill, a scheduler) stops after the current step and saves a
+checkpoint (exit 130 or 143); a killed run resumes exactly with --resume. NumPy's BLAS runs one thread
 unless OPENBLAS_NUM_THREADS says otherwise: on a shared two-core machine one thread was faster
 for both tasks (MNIST UNet step: 1.1 s with one thread, 2.3-7.1 s with two); on a quiet
 machine with more cores, try OPENBLAS_NUM_THREADS=<cores> for the UNet."""
@@ -142,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinydiff", formatter_class=_HelpFormatter,
         description="Denoising diffusion models (DDPM, DDIM) from scratch: train, sample, evaluate.",
         epilog="Run 'tinydiff COMMAND --help' for the options of a command.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the traceback (for bug reports); may stand "
+                             "anywhere on the line; TINYDIFF_DEBUG=1 does the same")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     # train ----------------------------------------------------------------------------------
@@ -156,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=TOY2D_DATASETS,
                    help=f"the 2D distribution to learn (default: {toy.dataset})")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden-dim", type=int, metavar="H",
+    g.add_argument("--hidden-dim", type=positive_int, metavar="H",
                    help=f"width of each hidden layer (default: {toy.model['hidden_dim']})")
-    g.add_argument("--num-layers", type=int, metavar="L",
+    g.add_argument("--num-layers", type=positive_int, metavar="L",
                    help=f"number of hidden layers (default: {toy.model['num_layers']})")
     _add_common_train_options(p, toy)
     p.set_defaults(handler=cmd_train)
@@ -173,13 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="condition on the digit label, with label dropout for classifier-free "
                         f"guidance; --no-class-cond trains an unconditional model "
                         f"(default: {'on' if mnist.class_cond else 'off'})")
-    p.add_argument("--p-uncond", type=float, metavar="P",
+    p.add_argument("--p-uncond", type=finite_float, metavar="P",
                    help=f"with --class-cond: probability of training on the null label instead "
                         f"(default: {mnist.p_uncond:g})")
     g = p.add_argument_group("model")
-    g.add_argument("--model-channels", type=int, metavar="C",
+    g.add_argument("--model-channels", type=positive_int, metavar="C",
                    help=f"UNet base channel count (default: {mnist.model['model_channels']})")
-    g.add_argument("--dropout", type=float, metavar="P",
+    g.add_argument("--dropout", type=finite_float, metavar="P",
                    help=f"dropout in the UNet's residual blocks (default: {mnist.model['dropout']:g})")
     _add_common_train_options(p, mnist)
     p.set_defaults(handler=cmd_train)
@@ -198,24 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
                         "levels, S / 2S-1 / S model calls; euler_ancestral: the same with DDPM's "
                         "noise (default: ddpm)")
-    p.add_argument("--steps", type=int, metavar="S",
+    p.add_argument("--steps", type=positive_int, metavar="S",
                    help="denoising steps for ddim and the ODE samplers (default: 50); ddpm always "
                         "takes all T steps")
-    p.add_argument("--eta", type=float, default=0.0,
+    p.add_argument("--eta", type=finite_float, default=0.0,
                    help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: 0)")
     _add_noise_level_options(p)
-    p.add_argument("--n", type=int, default=None,
+    p.add_argument("--n", type=positive_int, default=None,
                    help="number of samples (default: 2000 points for toy2d, 64 images for mnist)")
-    p.add_argument("--batch-size", type=int, default=1000, metavar="B",
+    p.add_argument("--batch-size", type=positive_int, default=1000, metavar="B",
                    help="samples drawn at once (default: 1000)")
     p.add_argument("--label", metavar="Y", default=None,
                    help="class-conditional models: the class to draw (0-9), 'none' for unconditional "
                         "samples, or 'all' to cycle through the classes (default: all)")
-    p.add_argument("--guidance", type=float, default=1.0, metavar="S",
+    p.add_argument("--guidance", type=finite_float, default=1.0, metavar="S",
                    help="classifier-free guidance scale s: eps_u + s (eps_c - eps_u); 1 = plain "
                         "conditional, >1 sharper and less diverse; the MNIST numbers in the README "
                         "use 2 (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
     p.add_argument("--out", default="samples.png", metavar="PNG",
@@ -245,15 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
                    help="sampler for the evaluated samples: ddpm, ddim, or an ODE sampler "
                         "(euler, heun, dpmpp_2m) (default: ddim)")
-    p.add_argument("--steps", type=int, default=None, metavar="S",
+    p.add_argument("--steps", type=positive_int, default=None, metavar="S",
                    help="ddim denoising steps (default: 100 for toy2d, 20 for mnist)")
-    p.add_argument("--eta", type=float, default=0.0, help="ddim stochasticity (default: 0)")
+    p.add_argument("--eta", type=finite_float, default=0.0, help="ddim stochasticity (default: 0)")
     _add_noise_level_options(p)
     _add_nll_options(p)
-    p.add_argument("--n", type=int, default=None,
+    p.add_argument("--n", type=positive_int, default=None,
                    help="number of samples to evaluate (default: 4000 points for toy2d, 10000 "
                         "images for mnist)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
     p.add_argument("--data-dir", metavar="DIR",
@@ -262,12 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--classifier", metavar="NPZ",
                    help="the MNIST classifier file; trained there once if missing (default: "
                         "$XDG_CACHE_HOME/tinydiff/mnist_classifier.npz, else ~/.cache/tinydiff/...)")
-    g.add_argument("--guidance", type=float, metavar="S",
+    g.add_argument("--guidance", type=finite_float, metavar="S",
                    help="class-conditional checkpoints: classifier-free guidance scale (default: 2)")
     g.add_argument("--unconditional", action="store_true",
                    help="class-conditional checkpoints: sample with the null label instead of "
                         "labels 0-9 (the unconditional model learned by label dropout)")
-    g.add_argument("--bpd-n", type=int, default=None, metavar="K",
+    g.add_argument("--bpd-n", type=nonnegative_int, default=None, metavar="K",
                    help="test images for the bits/dim bound, each costing T model calls; 0 skips "
                         "it (default: 100)")
     g.add_argument("--no-speed", dest="speed", action="store_false",
@@ -286,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the data to noise (default: moons)")
     p.add_argument("--schedule", choices=SCHEDULES, default="linear",
                    help="noise schedule (default: linear)")
-    p.add_argument("--timesteps", type=int, default=1000, metavar="T",
+    p.add_argument("--timesteps", type=positive_int, default=1000, metavar="T",
                    help="number of diffusion steps T (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and noise (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the data and noise (default: 0)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: as for training)")
     p.add_argument("--out", default="forward.png", metavar="PNG",
                    help="where to save the figure (default: forward.png)")
@@ -394,22 +406,26 @@ def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
     else:
         preset = (TrainConfig.mnist() if args.class_cond is None
                   else TrainConfig.mnist(class_cond=args.class_cond))
-    out_dir = Path(over.get("out_dir", preset.out_dir))
+    out_dir = output_folder(over.get("out_dir", preset.out_dir), "--out")
     checkpoint = out_dir / CHECKPOINT_NAME
 
     if args.resume:
         if not checkpoint.exists():
             raise CLIError(f"--resume: there is no checkpoint at {checkpoint}")
-        if _model_overrides(args):
-            raise CLIError(f"--resume keeps the model of the run; drop "
-                           f"{', '.join('--' + k.replace('_', '-') for k in _model_overrides(args))}")
         # Only the options given are checked against the saved run, not the preset's defaults.
         if args.task == "mnist" and args.class_cond is not None:
             over["class_cond"] = args.class_cond
         try:
             trainer = Trainer.resume(checkpoint, dist=dist, **over)
+            check_resume(args.task, trainer.config.task, trainer.step, trainer.config.steps,
+                         checkpoint)
         except ValueError as exc:
-            raise CLIError(str(exc)) from None
+            raise CLIError(option_message(str(exc))) from None
+        # The same command line again plus --resume is fine; a different model is not.
+        changed = {k: v for k, v in _model_overrides(args).items() if trainer.config.model.get(k) != v}
+        if changed:
+            raise CLIError(f"--resume keeps the model of the run; drop "
+                           f"{', '.join('--' + k.replace('_', '-') for k in changed)}")
         print(f"Resuming {checkpoint} at step {trainer.step} of {trainer.config.steps}")
     else:
         if checkpoint.exists():
@@ -419,7 +435,7 @@ def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
         try:
             config = TrainConfig.from_dict({**preset.to_dict(), **over, "model": model})
         except ValueError as exc:
-            raise CLIError(str(exc)) from None
+            raise CLIError(option_message(str(exc))) from None
         trainer = Trainer(config, dist=dist)
         n_params = sum(p.size for p in trainer.params)
         print(f"Training {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
@@ -501,6 +517,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from tinydiff.sampling import generate, load_run
     from tinydiff.train import CHECKPOINT_NAME, sample_shape
     _check_device(args.device)
+    args.out = str(output_file(args.out, "--out", suffix=".png"))
+    if args.save_npy:
+        args.save_npy = str(output_file(args.save_npy, "--save-npy", suffix=".npy"))
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -517,6 +536,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         steps = None
     elif steps is None:
         steps = min(50, cfg.timesteps)
+    elif steps > cfg.timesteps:
+        raise CLIError(f"--steps {steps}: this run has T={cfg.timesteps} timesteps; ddim takes "
+                       f"1 to {cfg.timesteps} of them")
     labels = _parse_label(args.label, n, cfg.class_cond)
     if args.guidance != 1.0 and labels is None:
         raise CLIError("--guidance needs a class-conditional checkpoint and a --label other than 'none'")
@@ -571,7 +593,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError("evaluation is not available in this version "
                        "(tinydiff.evaluate.evaluate_checkpoint is missing)")
     _check_device(args.device)
+    if args.out:
+        output_file(args.out, "--out")
+    if args.n is not None and args.n < 2:
+        raise CLIError(f"--n {args.n}: the metrics compare distributions and need at least 2 samples")
     result = evaluate.evaluate_checkpoint(args.checkpoint, args)
+    bad = nonfinite_entry(result)
+    if bad is not None:
+        raise CLIError(f"eval: the metric {bad} is not finite; the samples or the reference data "
+                       f"are degenerate (too few samples? try a larger --n)")
     return EXIT_OK if result is None or not isinstance(result, int) else result
 
 
@@ -580,6 +610,7 @@ def cmd_show_forward(args: argparse.Namespace) -> int:
     if not hasattr(plots, "show_forward"):
         raise CLIError("show-forward is not available in this version "
                        "(tinydiff.plots.show_forward is missing)")
+    args.out = str(output_file(args.out, "--out", suffix=".png"))
     path = plots.show_forward(args.dataset, args.out, schedule=args.schedule,
                               timesteps=args.timesteps, seed=args.seed, data_dir=args.data_dir)
     print(f"Figure: {path or args.out}")
@@ -753,24 +784,31 @@ def cmd_compare_samplers(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry point
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
-    from autograd.serialization import CheckpointError
-    from tinydiff.data.mnist import MNISTError
-    from tinydiff.train import TrainingDiverged
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
+    Every failure of every command ends here as one or two lines on stderr and exit 1 (usage
+    errors: 2); ``--debug`` anywhere on the line, or TINYDIFF_DEBUG=1, adds the traceback.
+    """
+    keep_freed_host_memory()  # reuse freed arrays without page faults (see autograd/malloc.py)
     argv = list(sys.argv[1:] if argv is None else argv)
+    flag = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere, not only before COMMAND
+    debug = debug_requested(flag)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): argparse has printed why
         return int(exc.code or 0)
     try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except (CLIError, TrainingDiverged, CheckpointError, MNISTError, FileNotFoundError) as exc:
-        print(f"tinydiff: error: {exc}", file=sys.stderr)
+        # Overflow warnings would only repeat, less clearly, what the finiteness checks report.
+        with np.errstate(all="warn" if debug else "ignore"):
+            return args.handler(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during training: 130 or 143
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 (that is the point: no traceback for the user)
+        if debug:
+            traceback.print_exc()
+        print(f"tinydiff: error: {describe(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
 

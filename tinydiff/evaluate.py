@@ -187,13 +187,21 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, 
     """Rebuild a saved classifier, loading its weights strictly (every parameter, nothing else)."""
     from autograd.serialization import CheckpointError, load
     from tinydiff.models import build_model
+    from tinydiff.models.fit import config_misfit
     state = load(path)
     if not isinstance(state, dict) or state.get("kind") != CLASSIFIER_KIND:
         raise CheckpointError(f"{path}: not an MNIST classifier file (kind "
                               f"{state.get('kind') if isinstance(state, dict) else None!r})")
     if state.get("version") != CLASSIFIER_VERSION:
         raise CheckpointError(f"{path}: classifier file version {state.get('version')!r} is not supported")
-    model = build_model(state["config"])
+    weights, config = state.get("state"), state.get("config")
+    if not isinstance(weights, dict) or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not an MNIST classifier file (no config and weights)")
+    why = config_misfit(config, {k: tuple(getattr(w, "shape", ())) for k, w in weights.items()})
+    if why is not None:   # checked before building: a crafted config must not cost gigabytes
+        raise CheckpointError(f"{path}: its config does not fit its weights: {why}; delete the "
+                              f"file to train a new one")
+    model = build_model(config)
     try:
         model.load_state_dict(state["state"], strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:   # RuntimeError: missing/unexpected keys
@@ -400,7 +408,7 @@ def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
     from tinydiff.train import sample_shape
     T = run.config.timesteps
     steps = _sampler_steps(opt, T, default=100)
-    n = opt.n or TOY_N
+    n = TOY_N if opt.n is None else opt.n   # 0 is an error below, not the default
     result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
                       parameterization=run.config.parameterization, spacing=opt.spacing,
@@ -438,7 +446,7 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
     test_features, _ = classify(classifier, test_images)
 
     steps = _sampler_steps(opt, T, default=20)
-    n = opt.n or MNIST_FID_N
+    n = MNIST_FID_N if opt.n is None else opt.n
     conditional = cfg.class_cond and not opt.unconditional
     guidance = (opt.guidance if opt.guidance is not None else DEFAULT_GUIDANCE) if conditional else 1.0
     labels = balanced_labels(n) if conditional else None

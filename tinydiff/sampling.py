@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -28,6 +29,19 @@ from autograd.tensor import Tensor, no_grad
 from tinydiff.diffusion import GaussianDiffusion
 
 Array = Any  # numpy.ndarray or cupy.ndarray
+
+
+class NonFiniteSamples(FloatingPointError):
+    """Sampling produced NaN or inf; never handed on as if they were samples."""
+
+
+def check_count(op: str, minimum: dict[str, int], **values: Any) -> None:
+    """Each of ``values`` is an int (not a float such as 2.5, nor a bool) >= its minimum."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{op}: {name} must be an integer, got {value!r}")
+        if value < minimum[name]:
+            raise ValueError(f"{op}: {name} must be >= {minimum[name]}, got {value}")
 ModelFn = Callable[[Array, Array], Array]
 
 
@@ -100,20 +114,21 @@ def generate(model: Any, diffusion: GaussianDiffusion, n: int, shape: Sequence[i
              batch_size: int = 1000, seed: int = 0, device: str = "cpu",
              parameterization: str = "eps", clip_x0: bool = False, dtype: Any = np.float32,
              progress: bool = False, spacing: str | None = None,
-             sigmas: str | None = None) -> SampleResult:
+             sigmas: str | None = None, check_finite: bool = True) -> SampleResult:
     """Draw ``n`` samples of ``shape`` (e.g. (2,) or (1, 28, 28)) from ``model``.
 
     ``sampler``: "ddpm" (ancestral, all T steps), "ddim" (``steps`` steps, stochasticity
     ``eta``), or an ODE sampler "euler", "heun", "dpmpp_2m" (``tinydiff.samplers``); ``spacing``
-    picks the timesteps of ddim and the ODE samplers, ``sigmas="karras"`` Karras' noise levels. ``labels``: one int or one per sample, for a class-conditional model;
+    picks the timesteps of ddim and the ODE samplers, ``sigmas="karras"`` Karras' noise levels.
+    ``labels``: one int or one per sample, for a class-conditional model;
     ``guidance``: classifier-free guidance scale. Samples are drawn ``batch_size`` at a time,
     with a generator seeded by ``seed`` on ``device`` (the model must already live there).
     Pass the EMA weights (``EMA.swapped_into`` or ``load_run``); the model is put in eval mode.
+    Raises ``NonFiniteSamples`` if any sample holds NaN or inf (``check_finite=False`` returns them).
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_count("generate", n=n, batch_size=batch_size, minimum={"n": 0, "batch_size": 1})
+    if not math.isfinite(guidance):
+        raise ValueError(f"generate: guidance must be a finite scale, got {guidance}")
     shape = tuple(int(s) for s in shape)
     label_arr = _labels_array(labels, n)
     rng = _generator(seed, device)
@@ -132,6 +147,10 @@ def generate(model: Any, diffusion: GaussianDiffusion, n: int, shape: Sequence[i
             outputs.append(to_numpy(x))  # the copy to the host also waits for the GPU
     seconds = time.perf_counter() - start
     samples = np.concatenate(outputs) if outputs else np.zeros((0,) + shape, dtype=dtype)
+    if check_finite and not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).reshape(len(samples), -1).any(axis=1).sum())
+        raise NonFiniteSamples(f"{bad} of {n} samples hold NaN or inf: the model's predictions "
+                               f"are not finite (diverged weights?) or an option is extreme")
     return SampleResult(samples, label_arr, seconds, n / seconds if seconds > 0 else float("inf"))
 
 
@@ -147,18 +166,31 @@ class LoadedRun(NamedTuple):
 def load_run(path: str | os.PathLike, device: str = "cpu", use_ema: bool = True) -> LoadedRun:
     """Rebuild a training checkpoint's model (with its EMA weights unless ``use_ema=False``) on
     ``device``, and its diffusion process, ready for ``generate``."""
-    from tinydiff.checkpoint import load_checkpoint
+    from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint
+    from tinydiff.health import nonfinite_weights  # here: health imports this module
     from tinydiff.models import build_model
     from tinydiff.schedules import make_beta_schedule
     from tinydiff.train import TrainConfig
 
     state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
+    check_model_fits(path, config.model_config(), state)
     model = build_model(config.model_config())
     weights = dict(state["model"])
     if use_ema:
         weights.update(state["ema"]["shadow"])
-    model.load_state_dict(weights)
+    bad = nonfinite_weights(weights)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weight {bad!r} holds NaN or inf; it cannot give finite "
+                              f"samples (tinydiff never saves such weights: was it edited?)")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes: "
+                              f"{' '.join(str(exc).split())}") from None
     model.to(device)
     model.eval()
     diffusion = GaussianDiffusion(make_beta_schedule(config.schedule, config.timesteps))

@@ -30,8 +30,11 @@ def validate_betas(betas: np.ndarray, what: str = "betas") -> np.ndarray:
     bad = ~(np.isfinite(arr) & (arr > 0.0) & (arr < 1.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what} must lie strictly inside (0, 1); entry {i} is {arr[i]!r}")
+        raise ValueError(f"{what} must lie strictly inside (0, 1); entry {i} is {float(arr[i])!r}")
     return arr
+
+
+_MIN_SCALED_T = 21   # the smallest T whose scaled end 0.02 * 1000 / T is below 1
 
 
 def _ddpm_range(num_timesteps: int) -> tuple[float, float]:
@@ -75,6 +78,10 @@ def make_beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
             or num_timesteps < 1:
         raise ValueError(f"num_timesteps must be a positive integer; got {num_timesteps!r}")
     num_timesteps = int(num_timesteps)
+    if name in ("linear", "quadratic") and num_timesteps < _MIN_SCALED_T:
+        raise ValueError(f"the {name!r} schedule needs T >= {_MIN_SCALED_T} timesteps (its betas "
+                         f"scale like 1000/T and leave (0, 1) below that), got T={num_timesteps}; use "
+                         f"more timesteps or the 'cosine' schedule")
     if name == "linear":
         start, end = _ddpm_range(num_timesteps)
         betas = np.linspace(start, end, num_timesteps, dtype=np.float64)

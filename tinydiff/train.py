@@ -21,7 +21,9 @@ uninterrupted one bit for bit (same machine and backend).
 Safety. A non-finite loss or gradient norm stops the run with `TrainingDiverged`, naming the
 step and the quantity, before the optimizer touches the weights; checkpoints are only ever
 written from finite weights, atomically, so the last good one survives. Ctrl-C finishes the
-current step, saves a checkpoint, and then raises KeyboardInterrupt.
+current step, saves a checkpoint, and then raises KeyboardInterrupt (``TrainingInterrupted``);
+SIGTERM does the same, so `kill` or a scheduler's stop loses no finished step. Temporaries that
+a killed run left beside its files are removed when the next run in that folder starts.
 
 More than one process. ``Trainer(config, dist=init_distributed())`` (``tinydiff.distributed``)
 makes this one of K data-parallel ranks: it draws the whole global batch as above, computes
@@ -51,9 +53,11 @@ from autograd.malloc import keep_freed_host_memory
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff import distributed
-from tinydiff.checkpoint import load_checkpoint, save_checkpoint
+from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
+from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint, save_checkpoint
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.ema import EMA
+from tinydiff.health import nonfinite_weights, sampling_is_finite
 from tinydiff.losses import sample_timesteps
 from tinydiff.schedules import SCHEDULES, make_beta_schedule
 
@@ -71,6 +75,15 @@ RESUMABLE_OVERRIDES = frozenset({"steps", "device", "out_dir", "progress", "ckpt
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the gradient norm became NaN or infinite; the weights were not updated."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (SIGINT or SIGTERM); ``exit_code`` is the shell's 128 + signum."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
 
 
 # --------------------------------------------------------------------------- configuration
@@ -168,14 +181,27 @@ class TrainConfig:
         for name in ("steps", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise bad(name, "expected a non-negative integer")
-        if not self.lr > 0:  # also refuses NaN
-            raise bad("lr", "expected a positive learning rate")
-        if not (self.grad_clip >= 0 and self.weight_decay >= 0):
-            raise bad("grad_clip" if not self.grad_clip >= 0 else "weight_decay", "expected >= 0")
+        if not 0 < self.lr < math.inf:  # also refuses NaN
+            raise bad("lr", "expected a finite positive learning rate")
+        for name in ("grad_clip", "weight_decay"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise bad(name, "expected a finite number >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "expected an integer >= 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise bad("ema_decay", "expected a decay in [0, 1)")
         if not isinstance(self.model, dict) or "name" not in self.model:
             raise bad("model", "expected a dict of build_model arguments with a 'name'")
+        for key, value in self.model.items():  # sizes and counts of layers, channels, ...
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ValueError(f"TrainConfig.{key}={value} is invalid: expected a positive integer")
+        if "dropout" in self.model and not 0.0 <= self.model["dropout"] < 1.0:
+            raise ValueError(f"TrainConfig.dropout={self.model['dropout']!r} is invalid: expected "
+                             f"a probability in [0, 1)")
+        try:
+            make_beta_schedule(self.schedule, int(self.timesteps))
+        except ValueError as exc:
+            raise bad("timesteps", str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -408,7 +434,7 @@ class Trainer:
         """Stop after the current step, with a checkpoint, as a first Ctrl-C does. In a
         distributed run the ranks agree on it in the next all-reduce and all stop after the same
         step; there, a callback must call this instead of raising KeyboardInterrupt on one rank."""
-        self._stop_requested = True
+        self._stop_requested = signal.SIGINT
 
     def _should_stop(self) -> bool:
         return self._stop_agreed if self.dist is not None else self._stop_requested
@@ -438,12 +464,10 @@ class Trainer:
         for name, value in (("loss", loss), ("gradient norm", grad_norm)):
             if not math.isfinite(value):
                 self._in_step = False  # nothing was updated: the state is still that of the last step
-                hint = (f" The learning rate was {lr:g}; a smaller --lr, a longer warmup or gradient "
-                        f"clipping may help.")
                 where = (f" The last good checkpoint ({self.checkpoint_path}) is untouched."
                          if self.checkpoint_path.exists() else " No checkpoint was written.")
-                raise TrainingDiverged(f"training diverged at step {step}: the {name} is {value}."
-                                       f"{hint}{where}")
+                raise TrainingDiverged(f"training diverged at step {step}: the {name} is {value} "
+                                       f"(learning rate {lr:g}).{where}{self._advice()}")
 
     def seconds(self) -> float:
         """Seconds spent training so far, summed over every resumption of the run."""
@@ -459,6 +483,8 @@ class Trainer:
         self._check_ranks_agree(f"at the start (step {self.step})")
         if self.is_root:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for name in (CHECKPOINT_NAME, LOG_NAME, "config.json"):
+                remove_stale_temporaries(self.out_dir / name)
         self._write_config_json()
         log_file, log = self._open_log()
         bar = self._progress_bar(total)
@@ -481,14 +507,14 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(self, info)
                 if self._should_stop():
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(self._stop_requested or signal.SIGINT)
                 if info.step % cfg.ckpt_every == 0 and info.step < total:
-                    log_file.flush()
+                    sync(log_file)  # the rows a checkpoint covers are on disk before it is
                     self.save()
-            log_file.flush()
+            sync(log_file)
             self.save()
         except KeyboardInterrupt:
-            log_file.flush()
+            sync(log_file)
             if self._in_step:
                 # A second Ctrl-C (or one outside the main thread) cut a step short: the weights
                 # may be half updated, so they are not saved.
@@ -518,23 +544,26 @@ class Trainer:
                     desc=f"train {self.config.task}")
 
     def _install_sigint_handler(self) -> Any:
-        """Defer the first Ctrl-C to the end of the current step (a second one stops at once)."""
+        """Defer the first Ctrl-C or SIGTERM (what `kill`, a job scheduler or a closing terminal
+        sends) to the end of the current step, where a checkpoint is saved; a second one stops
+        at once. Returns the previous handlers."""
         if threading.current_thread() is not threading.main_thread():
             return None
         self._stop_requested = False
 
         def handler(signum: int, frame: Any) -> None:
             if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            print("\nCtrl-C: stopping after this step and saving a checkpoint "
-                  "(press again to stop at once, without saving)", flush=True)
-        return signal.signal(signal.SIGINT, handler)
+                raise TrainingInterrupted(signum)
+            self._stop_requested = signum
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"\n{name}: stopping after this step and saving a checkpoint "
+                  "(send it again to stop at once, without saving)", flush=True)
+        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
     def _restore_sigint_handler(previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, old in (previous or {}).items():
+            signal.signal(signum, old)
 
     # ------------------------------------------------------------------ logging
 
@@ -543,27 +572,29 @@ class Trainer:
         return self.out_dir / LOG_NAME
 
     def _open_log(self) -> tuple[Any, Any]:
-        """Open loss.csv for appending; rows past the current step (written by a run that was
-        interrupted after its last checkpoint) are dropped, since this run will redo them."""
+        """Open loss.csv for appending. Rows up to the current step stay where they are on disk,
+        so a crash at any moment (even right after a resume) loses none of them; rows past it
+        (written by a run interrupted after its last checkpoint) and a row torn by a crash are
+        dropped by an atomic rewrite first, since this run redoes those steps."""
         if not self.is_root:
             return _NullLog(), _NullLog()
         path = self.log_path
-        rows: list[list[str]] = []
-        if path.exists() and self.step > 0:
+        header = _csv_line(LOG_COLUMNS)
+        text = header
+        if self.step > 0 and path.exists():
             with open(path, newline="") as f:
-                rows = [r for r in csv.reader(f) if r and r[0].isdigit() and int(r[0]) <= self.step]
-        f = open(path, "w", newline="")
-        writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
-        writer.writerows(rows)
-        return f, writer
+                lines = f.read().splitlines(keepends=True)
+            text = header + "".join(line for line in lines[1:] if _row_step(line, self.step))
+        if not path.exists() or path.read_bytes() != text.encode():
+            write_atomic(path, text.encode())
+        f = open(path, "a", newline="")
+        return f, csv.writer(f)
 
     def _write_config_json(self) -> None:
         if not self.is_root:
             return
-        with open(self.out_dir / "config.json", "w") as f:
-            json.dump(self.config.to_dict(), f, indent=2)
-            f.write("\n")
+        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
+        write_atomic(self.out_dir / "config.json", text.encode())
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -614,12 +645,42 @@ class Trainer:
         return path
 
     def _check_weights_finite(self) -> None:
+        """Refuse to save a state that is not good (``tinydiff.health``): NaN or inf weights, or
+        weights (raw or EMA) whose samples are not finite, as after a blow-up to 1e6."""
+        kept = (f"the last good checkpoint ({self.checkpoint_path}) is kept"
+                if self.checkpoint_path.exists() else "no checkpoint was written")
         for source, arrays in (("parameter", self.model.state_dict()), ("EMA weight", self.ema.shadow)):
-            for name, a in arrays.items():
-                xp = get_array_module(a)
-                if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
-                    raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: {source} "
-                                           f"{name!r} holds NaN or inf; the last good checkpoint is kept")
+            name = nonfinite_weights(arrays)
+            if name is not None:
+                raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: {source} "
+                                       f"{name!r} holds NaN or inf; {kept}.{self._advice()}")
+        was_training = self.model.training
+        try:
+            for source in ("raw", "EMA"):
+                if source == "EMA":
+                    with self.ema.swapped_into(self.model):
+                        ok = self._samples_finite()
+                else:
+                    ok = self._samples_finite()
+                if not ok:
+                    raise TrainingDiverged(f"not saving a checkpoint after step {self.step}: samples "
+                                           f"from the {source} weights are NaN or inf (the weights "
+                                           f"blew up); {kept}.{self._advice()}")
+        finally:
+            self.model.train(was_training)
+
+    def _samples_finite(self) -> bool:
+        # The shape of the data actually trained on (batches may stand in for the config's).
+        shape = self._noise.shape[1:] if self._noise is not None else sample_shape(self.config)
+        return sampling_is_finite(self.model, self.diffusion, shape,
+                                  parameterization=self.config.parameterization,
+                                  device=self.config.device, num_classes=self.null_label)
+
+    def _advice(self) -> str:
+        """What to do after a divergence: a resumed run keeps its settings, so start a new one."""
+        cfg = self.config
+        return (f" Start a new run (another --out) with a smaller --lr (it was {cfg.lr:g}; try "
+                f"{cfg.lr / 10:g}), a longer --warmup-steps or --grad-clip 1.")
 
     @classmethod
     def resume(cls, path: str | os.PathLike, callbacks: Iterable[Callback] = (),
@@ -645,9 +706,18 @@ class Trainer:
                              f"may change)")
         if "out_dir" not in overrides:
             saved["out_dir"] = str(path.parent)
-        config = TrainConfig.from_dict({**saved, **changed})
+        try:
+            config = TrainConfig.from_dict({**saved, **changed})
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
+        if model is None:
+            check_model_fits(path, config.model_config(), state)
         trainer = cls(config, callbacks=callbacks, model=model, batches=batches, dist=dist)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: its state does not fit the run its config describes: "
+                                  f"{' '.join(str(exc).split())}") from None
         return trainer
 
     # ------------------------------------------------------------------ sampling hook
@@ -668,6 +738,24 @@ class Trainer:
 def sample_shape(config: TrainConfig) -> tuple[int, ...]:
     """The shape of one sample of a config's data: (2,) for toy 2D, (1, 28, 28) for MNIST."""
     return (2,) if config.task == "toy2d" else (1, 28, 28)
+
+
+def _csv_line(fields: Iterable[Any]) -> str:
+    """One row as csv.writer writes it (comma-separated, CRLF-terminated)."""
+    return ",".join(str(f) for f in fields) + "\r\n"
+
+
+def _row_step(line: str, last_step: int) -> bool:
+    """Whether ``line`` is a whole loss.csv row of a step <= ``last_step`` (a row cut short by a
+    crash has no line end or too few fields, and is dropped)."""
+    fields = line.rstrip("\r\n").split(",")
+    if not line.endswith("\n") or len(fields) != len(LOG_COLUMNS) or not fields[0].isdigit():
+        return False
+    try:
+        [float(v) for v in fields[1:]]
+    except ValueError:
+        return False
+    return 0 < int(fields[0]) <= last_step
 
 
 class _NullLog:

@@ -11,19 +11,29 @@ zero everywhere instead of 0/0 = NaN, as PyTorch's own attention does; its gradi
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from autograd.backend import get_array_module
 from autograd.ops import _blocks
 from autograd.ops.arithmetic import unbroadcast
+from autograd.ops.shape import _axis
 from autograd.tensor import Tensor, is_array, make_node
 
 # Below this many bytes of q, k and v together, attention runs whole on the calling thread.
 _SPLIT_BYTES = 1 << 20
 
 
+def _int_dim(dim: Any, op: str) -> int:
+    """``dim`` as a Python int, or a TypeError naming the op (a float or bool is no axis)."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be an integer axis, got {dim!r}")
+    return int(dim)
+
+
 def softmax(input: Tensor, dim: int) -> Tensor:
     """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``.    dL/dx = y * (g - sum_j g_j y_j)."""
+    dim = _axis(_int_dim(dim, "softmax"), input.ndim, "softmax")
     y = _softmax_inplace(input.data.copy(), dim)
 
     def backward(g):
@@ -35,6 +45,7 @@ def softmax(input: Tensor, dim: int) -> Tensor:
 
 def log_softmax(input: Tensor, dim: int) -> Tensor:
     """y_i = x_i - log sum_j exp(x_j) along ``dim``.    dL/dx = g - exp(y) * sum_j g_j."""
+    dim = _axis(_int_dim(dim, "log_softmax"), input.ndim, "log_softmax")
     xp, x = input.xp, input.data
     y = x - _row_max(x, dim)
     y -= xp.log(xp.maximum(xp.exp(y).sum(axis=dim, keepdims=True), 1))  # max(., 1): as in softmax

@@ -39,6 +39,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     or an (h, w) pair. Returns (N, O, Ho, Wo) with Ho = (H + 2*pad_h - kh) // s_h + 1.
     Only dilation=1 and groups=1 are supported.
     """
+    input, weight, bias = promote(input, weight, bias)
     geo = _conv2d_geometry("conv2d", input, weight, bias, stride, padding, dilation, groups)
     (kh, kw), (ho, wo) = geo.kernel, geo.out_hw
     xp = input.xp
@@ -175,6 +176,18 @@ class _Geometry(NamedTuple):
     out_hw: tuple[int, int]
 
 
+def promote(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """conv2d's tensors cast to their common dtype by NumPy's promotion rule (float32 with float64
+    is float64), as every op does: the cast is a graph node (``Tensor.astype``), so each gradient
+    comes back in its own tensor's dtype. A None bias stays None."""
+    dtype = input.xp.result_type(input.dtype, weight.dtype, *(() if bias is None else (bias.dtype,)))
+
+    def cast(t: Tensor) -> Tensor:
+        return t if t.dtype == dtype else t.astype(dtype)
+
+    return cast(input), cast(weight), None if bias is None else cast(bias)
+
+
 def _conv2d_geometry(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any,
                      padding: Any, dilation: Any, groups: int) -> _Geometry:
     """Validate conv2d's arguments; return stride, padding, kernel size and output size."""
@@ -199,9 +212,6 @@ def _conv2d_geometry(op: str, input: Tensor, weight: Tensor, bias: Tensor | None
         if device_of(other.data) != device_of(input.data):
             raise RuntimeError(f"{op}: input is on {input.device!r} (shape {input.shape}) but {what} "
                                f"is on {other.device!r} (shape {other.shape}); move one with .to(...)")
-        if other.dtype != input.dtype:
-            raise TypeError(f"{op}: input dtype {input.dtype} != {what} dtype {other.dtype}; "
-                            f"cast one with .astype(...)")
     stride, padding = _pair(stride, "stride", op), _pair(padding, "padding", op)
     if min(stride) < 1 or min(padding) < 0:
         raise ValueError(f"{op}: stride must be >= 1 and padding >= 0, got stride={stride}, "

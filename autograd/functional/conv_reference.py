@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograd.functional.conv import _conv2d_geometry
+from autograd.functional.conv import _conv2d_geometry, promote
 from autograd.tensor import Tensor, make_node
 
 
@@ -25,6 +25,7 @@ def conv2d_reference(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
 
     Same arguments and result as ``conv.conv2d`` (dilation 1, groups 1).
     """
+    input, weight, bias = promote(input, weight, bias)
     geo = _conv2d_geometry("conv2d_reference", input, weight, bias, stride, padding, 1, 1)
     (sh, sw), (ph, pw), (kh, kw), (ho, wo) = geo.stride, geo.padding, geo.kernel, geo.out_hw
     xp = input.xp

@@ -29,6 +29,7 @@ class Conv2d(Module):
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True,
                  device: str | None = None, dtype: Any = None) -> None:
         super().__init__()
+        init.check_layer_args("Conv2d", dtype, in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")

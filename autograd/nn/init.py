@@ -19,6 +19,17 @@ from autograd.random import default_generator
 from autograd.tensor import Tensor
 
 
+def check_layer_args(op: str, dtype: Any = None, **sizes: Any) -> None:
+    """A layer's sizes are positive integers and its dtype a floating-point one; else an error
+    naming the layer and the argument (rather than NumPy's 'negative dimensions are not allowed')."""
+    for name, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 1:
+            raise ValueError(f"{op}: {name} must be a positive integer, got {n!r}")
+    if dtype is not None and numpy.dtype(dtype).kind != "f":
+        raise TypeError(f"{op}: dtype {numpy.dtype(dtype)} is not a floating-point type; parameters "
+                        f"are float32 (the default) or float64")
+
+
 def empty(shape: tuple[int, ...], dtype: Any = None) -> Any:
     """An uninitialised array for a layer's parameter: float32 on the CPU unless told otherwise.
 

@@ -30,6 +30,7 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: str | None = None, dtype: Any = None) -> None:
         super().__init__()
+        init.check_layer_args("Linear", dtype, in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.empty((out_features, in_features), dtype))
         self.register_parameter("bias", Parameter(init.empty((out_features,), dtype)) if bias else None)
@@ -54,6 +55,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, device: str | None = None,
                  dtype: Any = None) -> None:
         super().__init__()
+        init.check_layer_args("Embedding", dtype, num_embeddings=num_embeddings,
+                              embedding_dim=embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(init.empty((num_embeddings, embedding_dim), dtype))
         self.reset_parameters()

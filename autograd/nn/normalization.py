@@ -18,6 +18,7 @@ class GroupNorm(Module):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  device: str | None = None, dtype: Any = None) -> None:
         super().__init__()
+        init.check_layer_args("GroupNorm", dtype, num_groups=num_groups, num_channels=num_channels)
         if num_groups < 1 or num_channels % num_groups != 0:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
@@ -53,6 +54,7 @@ class LayerNorm(Module):
                  device: str | None = None, dtype: Any = None) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        init.check_layer_args("LayerNorm", dtype, **{f"normalized_shape[{i}]": n for i, n in enumerate(shape)})
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
         if elementwise_affine:
             self.weight = Parameter(init.empty(shape, dtype))

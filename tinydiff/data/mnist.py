@@ -13,13 +13,16 @@ Trust: a `.gz` file is always checked against the SHA256 hard-coded in `MNIST_SH
 it was found; a downloaded file only reaches its final name (by an atomic rename of a temporary
 file in the cache folder) after its checksum matched. Decompressed files are checked
 structurally (IDX magic, dimensions, exact payload length), and against a `SHA256SUMS` file in
-their folder if it lists them. Nothing is ever unpickled; arrays come from `np.frombuffer`.
+their folder if it lists them (`name`, `*name` or `./name`). Compression is recognised by the
+gzip magic bytes, whatever the file is called, and gzip data is always checked against the
+reference SHA256; decompression stops at the size the IDX header declares (and at the split's
+true size), so a small crafted file cannot make us inflate hundreds of megabytes. Nothing is ever unpickled; arrays come from `np.frombuffer`.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
+import math
 import os
 import struct
 import tempfile
@@ -104,20 +107,71 @@ def _parse_idx(data: bytes, path: Path, expected_magic: int | None, hint: str) -
     return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header_len).reshape(dims)
 
 
-def _read_idx(path: Path, expected_magic: int | None, hint: str,
-              sha256: str | None = None) -> np.ndarray:
+GZIP_MAGIC = b"\x1f\x8b"      # a raw IDX file starts with two zero bytes instead
+_MAX_IDX_HEADER = 4 + 4 * 255  # magic and up to 255 dimensions
+
+
+def _declared_size(head: bytes) -> int | None:
+    """Header plus payload bytes that an IDX header declares, or None if ``head`` is too short
+    (or not IDX) to tell; ``_parse_idx`` then says what is wrong."""
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        return None
+    header_len = 4 + 4 * head[3]
+    if len(head) < header_len:
+        return None
+    dims = struct.unpack(f">{head[3]}I", head[4:header_len])
+    return header_len + math.prod(dims)
+
+
+def _gunzip_bounded(raw: bytes, path: Path, hint: str, max_bytes: int | None) -> bytes:
+    """Decompress a gzip stream, but never more than its IDX header declares (plus one byte, to
+    tell that there is more): a small 'bomb' costs a few KB, not what it would expand to."""
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)   # gzip framing; checks CRC32 and length
     try:
+        head = d.decompress(raw, _MAX_IDX_HEADER)
+        declared = _declared_size(head)
+        if declared is None:
+            return head
+        if max_bytes is not None and declared > max_bytes:
+            raise MNISTError(f"{path}: its IDX header declares {declared - (4 + 4 * head[3])} data "
+                             f"bytes, more than the {max_bytes - (4 + 4 * head[3])} this file can "
+                             f"hold; {hint}")
+        data = head + d.decompress(d.unconsumed_tail, max(declared - len(head), 0) + 1)
+        if len(data) > declared or d.decompress(d.unconsumed_tail, 1):
+            payload = declared - (4 + 4 * head[3])
+            raise MNISTError(f"{path}: decompresses to more than the {payload} data bytes its IDX "
+                             f"header declares; {hint}")
+        if not d.eof:
+            raise MNISTError(f"{path}: corrupt or truncated gzip data (the stream ends early); {hint}")
+        if d.unused_data:
+            raise MNISTError(f"{path}: has extra bytes after its gzip stream; {hint}")
+    except zlib.error as exc:
+        raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc}); {hint}") from exc
+    return data
+
+
+def _read_idx(path: Path, expected_magic: int | None, hint: str,
+              sha256: str | None = None, max_bytes: int | None = None) -> np.ndarray:
+    """Read, verify and parse one IDX file. Compression is told by the magic bytes, never by
+    the name: gzip data under a raw name is still checked against the reference SHA256 of the
+    original .gz. ``max_bytes`` bounds the decompressed size (header included)."""
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise MNISTError(f"{path}: {size} bytes, more than the {max_bytes} an MNIST file of "
+                             f"this kind can take; {hint}")
         raw = path.read_bytes()
     except OSError as exc:
         raise MNISTError(f"cannot read {path}: {exc}") from exc
+    gz = raw[:2] == GZIP_MAGIC
+    if gz and not path.name.endswith(".gz"):
+        sha256 = MNIST_SHA256.get(path.name + ".gz", sha256)
     if sha256 is not None and (got := _sha256(raw)) != sha256:
         raise MNISTError(f"{path}: SHA256 mismatch: expected {sha256}, found {got} "
-                         f"({len(raw)} bytes); the file is corrupt or not the original; {hint}")
-    if raw[:2] == b"\x1f\x8b":   # gzip magic; a raw IDX file starts with two zero bytes instead
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise MNISTError(f"{path}: corrupt or truncated gzip data ({exc}); {hint}") from exc
+                         f"({len(raw)} bytes{', gzip data' if gz else ''}); the file is corrupt "
+                         f"or not the original; {hint}")
+    if gz:
+        raw = _gunzip_bounded(raw, path, hint, max_bytes)
     return _parse_idx(raw, path, expected_magic, hint)
 
 
@@ -160,7 +214,9 @@ def _sums_file(folder: Path) -> dict[str, str]:
     for line in text.splitlines():
         parts = line.split(maxsplit=1)
         if len(parts) == 2 and len(parts[0]) == 64:
-            sums[parts[1].strip().lstrip("*")] = parts[0].lower()
+            # sha256sum writes '*name' for binary mode; `sha256sum ./*` writes './name'.
+            name = os.path.normpath(parts[1].strip().removeprefix("*"))
+            sums[name] = parts[0].lower()
     return sums
 
 
@@ -286,8 +342,11 @@ def _load_checked(split: str, data_dir: str | os.PathLike | None, download: bool
     """Read-only uint8 views of a split's images and labels, fully validated."""
     img_src, lab_src = _locate(split, data_dir, download, progress)
     files = _SPLITS[split]
-    images = _read_idx(img_src.path, IMAGE_MAGIC, img_src.hint, img_src.sha256)
-    labels = _read_idx(lab_src.path, LABEL_MAGIC, lab_src.hint, lab_src.sha256)
+    # Bounds from the split's true sizes: header + count x 28 x 28 bytes, header + count bytes.
+    images = _read_idx(img_src.path, IMAGE_MAGIC, img_src.hint, img_src.sha256,
+                       max_bytes=16 + files.count * IMAGE_SIZE * IMAGE_SIZE)
+    labels = _read_idx(lab_src.path, LABEL_MAGIC, lab_src.hint, lab_src.sha256,
+                       max_bytes=8 + files.count)
     if images.shape != (files.count, IMAGE_SIZE, IMAGE_SIZE):
         raise MNISTError(f"{img_src.path}: expected {files.count} x {IMAGE_SIZE} x {IMAGE_SIZE} "
                          f"images for the {split} split, header says "
