@@ -46,7 +46,8 @@ def test_sample_option_errors(run_dir, tmp_path, capsys):
 def test_help_names_the_options(command, capsys):
     assert cli.main([*command[:1], "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--spacing", "--sigmas") if command[0] != "compare-samplers" else ("--evals", "--no-karras", "--no-exponential", "--repeats"):
+    compare = ("--evals", "--no-karras", "--no-exponential", "--repeats")
+    for option in ("--spacing", "--sigmas") if command[0] != "compare-samplers" else compare:
         assert option in text
 
 

@@ -320,7 +320,8 @@ def save_comparison_figure(result: dict[str, Any], path: str | Path) -> str:
     groups = dict.fromkeys((r["sampler"], r["sigmas"]) for r in result["rows"] if r["sampler"] != "ddpm")
     for sampler, sigmas in groups:
         rs = [r for r in result["rows"] if (r["sampler"], r["sigmas"]) == (sampler, sigmas)]
-        ax.plot([r["evaluations"] for r in rs], [r[key] for r in rs], {"karras": "s--", "exponential": "^-."}.get(sigmas, "o-"),
+        style = {"karras": "s--", "exponential": "^-."}.get(sigmas, "o-")
+        ax.plot([r["evaluations"] for r in rs], [r[key] for r in rs], style,
                 color=colours.get(sampler, "k"), label=f"{sampler} ({sigmas})", ms=4)
     for r in result["rows"]:
         if r["sampler"] == "ddpm":
