@@ -16,6 +16,7 @@ Depends on tinydiff (runs/toy2d-DATASET must exist: ``tinydiff train toy2d --dat
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -72,11 +73,12 @@ def main(dataset: str, seeds: list[int], ddpm: bool) -> None:
             levels = [float(s) for s in levels]
             den = S.Denoiser(fn, ac, "eps", False, fractional=True)
             x = x_T * math.sqrt(1 + levels[0] ** 2)
+            noise = functools.partial(rng.standard_normal, x_T.shape)
             with no_grad():
                 if sampler == "euler_ancestral":
-                    x = S.sample_euler_ancestral(den, x, levels, lambda: rng.standard_normal(x_T.shape))
+                    x = S.sample_euler_ancestral(den, x, levels, noise)
                 elif sampler == "dpmpp_2m_sde":
-                    x = dpmpp_2m_sde(den, x, levels, lambda: rng.standard_normal(x_T.shape))
+                    x = dpmpp_2m_sde(den, x, levels, noise)
                 else:
                     x = S.SAMPLER_FUNCTIONS[sampler](den, x, levels)
             assert den.calls == CALLS, (name, den.calls)
