@@ -46,7 +46,8 @@ def test_sample_option_errors(run_dir, tmp_path, capsys):
 def test_help_names_the_options(command, capsys):
     assert cli.main([*command[:1], "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--spacing", "--sigmas") if command[0] != "compare-samplers" else ("--evals", "--no-karras"):
+    compare = ("--evals", "--no-karras", "--no-exponential", "--repeats")
+    for option in ("--spacing", "--sigmas") if command[0] != "compare-samplers" else compare:
         assert option in text
 
 
@@ -73,11 +74,23 @@ def test_compare_samplers_command(run_dir, tmp_path, capsys):
     result = json.loads((out / "compare_samplers_8gaussians.json").read_text())
     got = {(r["sampler"], r["sigmas"], r["evaluations"]) for r in result["rows"]}
     assert got == {("ddim", "linspace", 3), ("ddim", "linspace", 6), ("heun", "trailing", 3),
-                   ("heun", "trailing", 5), ("heun", "karras", 3), ("heun", "karras", 5), ("ddpm", "linspace", 50)}
+                   ("heun", "trailing", 5), ("heun", "karras", 3), ("heun", "karras", 5),
+                   ("heun", "exponential", 3), ("heun", "exponential", 5), ("ddpm", "linspace", 50)}
     table = (out / "compare_samplers_8gaussians.md").read_text()
     assert "| heun (karras) |" in table and "ddpm, all 50 steps" in table and "(5)" in table
+    assert "| heun (exponential) |" in table and "mean of seeds 0..4" in table  # toy default: 5 seeds
+    assert all(len(r["ratios"]) == 5 for r in result["rows"])
     assert (out / "compare_samplers_8gaussians.png").stat().st_size > 10_000
+    # repeat r is the run with seed + r on its own: the same cell as --seed 2 --repeats 1
+    one = tmp_path / "one"
+    assert cli.main(["compare-samplers", str(run_dir), "--samplers", "ddim", "--evals", "3", "--n", "200",
+                     "--seed", "2", "--repeats", "1", "--no-ddpm", "--out", str(one), "--no-progress"]) == 0
+    single = json.loads((one / "compare_samplers_8gaussians.json").read_text())["rows"][0]
+    assert single["ratio"] == pytest.approx(result["rows"][0]["ratios"][2], rel=1e-12)
+    assert "seed 2;" in (one / "compare_samplers_8gaussians.md").read_text()
     assert cli.main(["compare-samplers", str(run_dir), "--evals", "0"]) == 1
+    assert cli.main(["compare-samplers", str(run_dir), "--repeats", "0"]) == 1
+    assert "repeats must be >= 1" in capsys.readouterr().err
 
 
 def test_eval_nll_ode_and_an_ode_sampler(run_dir, tmp_path, capsys):

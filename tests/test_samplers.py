@@ -17,8 +17,8 @@ import pytest
 from autograd.backend import get_array_module
 from test_backend_guard import DeviceArray, fake_cupy  # noqa: F401  (fixture)
 from tinydiff.diffusion import GaussianDiffusion
-from tinydiff.samplers import (ODE_SAMPLERS, get_sigmas, get_sigmas_karras, model_evaluations,
-                               sigma_to_t, sigmas_from_alphas_cumprod)
+from tinydiff.samplers import (ODE_SAMPLERS, get_sigmas, get_sigmas_exponential, get_sigmas_karras,
+                               model_evaluations, sigma_to_t, sigmas_from_alphas_cumprod)
 from tinydiff.schedules import SPACINGS, make_beta_schedule, spaced_timesteps
 
 T = 1000
@@ -70,7 +70,7 @@ def exact_solution(x_T, mu, s, sigma_max, sigma_min):
 # --------------------------------------------------------------------------- order of accuracy
 
 @pytest.mark.parametrize("sampler, order", [("euler", 1), ("heun", 2), ("dpmpp_2m", 2)])
-@pytest.mark.parametrize("sigmas", ["karras", None])
+@pytest.mark.parametrize("sigmas", ["karras", "exponential", None])
 def test_order_of_accuracy_on_gaussian_data(sampler, order, sigmas):
     x_T = np.random.default_rng(0).standard_normal((64, 1))
     grid = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
@@ -78,7 +78,7 @@ def test_order_of_accuracy_on_gaussian_data(sampler, order, sigmas):
     assert np.abs(ref - x0).max() < (grid[0] / S) ** 2 * np.abs(x0 - MU).max()  # the floor is tiny
     # Below ~16 Karras steps the errors are pre-asymptotic (dpmpp_2m's changes sign at 8); evenly
     # spaced timesteps make big log-sigma steps near the data, so they need more steps to get there.
-    steps = [16, 32, 64, 128] if sigmas == "karras" else [64, 128, 256, 512]
+    steps = [16, 32, 64, 128] if sigmas else [64, 128, 256, 512]
     errors = []
     for n in steps:
         # linspace: the grid ends at sigma_min = sigma(0), where the reference takes its last step
@@ -178,7 +178,7 @@ class Spy:
 
 @pytest.mark.parametrize("sampler", ODE_SAMPLERS)
 @pytest.mark.parametrize("steps", [1, 2, 10])
-@pytest.mark.parametrize("sigmas", [None, "karras"])
+@pytest.mark.parametrize("sigmas", [None, "karras", "exponential"])
 def test_model_calls_timesteps_and_last_step(sampler, steps, sigmas):
     spy = Spy(gaussian_model(D_LIN, MU, S, "x0"))
     x_T = np.random.default_rng(4).standard_normal((3, 2))
@@ -203,9 +203,9 @@ def test_model_calls_timesteps_and_last_step(sampler, steps, sigmas):
 @pytest.mark.parametrize("steps", [1, 3, 50, 1000])
 def test_sigma_lists_decrease_to_zero(spacing, steps):
     grid = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
-    for kind in (None, "karras"):
+    for kind in (None, "karras", "exponential"):
         levels, fractional = get_sigmas(D_LIN.alphas_cumprod, steps, spacing if kind is None else None, kind)
-        assert fractional == (kind == "karras")
+        assert fractional == (kind is not None)
         assert levels.shape == (steps + 1,) and levels[-1] == 0 and np.all(np.diff(levels) < 0)
         assert levels[0] <= grid[-1] * (1 + 1e-12) and (steps == 1 or levels[-2] >= grid[0] * (1 - 1e-12))
 
@@ -217,6 +217,48 @@ def test_karras_sigmas_are_evenly_spaced_in_sigma_to_the_one_over_rho():
     np.testing.assert_allclose(np.diff(root), (0.002 ** (1 / 7) - 80 ** (1 / 7)) / 9, rtol=1e-10)
 
 
+def test_exponential_sigmas_are_a_geometric_sequence():
+    """Evenly spaced in log sigma = each sigma a constant factor below the last:
+    sigma_i = sigma_max (sigma_min / sigma_max)^(i / (n - 1)), then 0."""
+    for n in (2, 5, 10):
+        s = get_sigmas_exponential(n, 0.01, 157.0)
+        geometric = [157.0 * (0.01 / 157.0) ** (i / (n - 1)) for i in range(n)] + [0.0]
+        np.testing.assert_allclose(s, geometric, rtol=1e-12)
+        assert s[-1] == 0 and np.all(np.diff(s) < 0)
+        np.testing.assert_allclose(s[1:-1] / s[:-2], (0.01 / 157.0) ** (1 / (n - 1)), rtol=1e-12)
+    assert get_sigmas_exponential(1, 0.01, 157.0).tolist() == [157.0, 0.0]
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        get_sigmas_exponential(4, 2.0, 1.0)
+
+
+def test_dpmpp_2m_on_exponential_sigmas_is_the_constant_step_recursion():
+    """With h constant, r = 1 and Lu et al.'s 2M update is x_{i+1} = e^{-h} x_i + (1 - e^{-h})
+    (3/2 D_i - 1/2 D_{i-1}) (2211.01095, Alg. 2 with h_{i-1} = h_i), written here in x_bar."""
+    x_T = np.random.default_rng(11).standard_normal((5, 3))
+    steps = 7
+    out = D_LIN.sample(wiggly_model_float, x_T.shape, sampler="dpmpp_2m", steps=steps,
+                       sigmas="exponential", x_T=x_T)
+    grid = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
+    log_s = np.linspace(np.log(grid[-1]), np.log(grid[0]), steps)
+    h = log_s[0] - log_s[1]
+    x, prev = x_T * np.sqrt(1 + np.exp(2 * log_s[0])), None
+    for i, ls in enumerate(log_s):
+        sig = np.exp(ls)
+        t = np.interp(ls, np.log(grid), np.arange(T))  # fractional timestep, log-sigma interpolation
+        D = x - sig * wiggly_model_float(x / np.sqrt(1 + sig * sig), np.full(len(x), t))
+        if i == steps - 1:
+            x = D
+        else:
+            x = np.exp(-h) * x + (1 - np.exp(-h)) * (D if prev is None else 1.5 * D - 0.5 * prev)
+        prev = D
+    np.testing.assert_allclose(out, x, rtol=1e-9, atol=1e-9)
+
+
+def wiggly_model_float(xt, t):
+    """``wiggly_model`` for fractional t."""
+    return wiggly_model(xt, np.asarray(t, dtype=np.float64))
+
+
 def test_sigma_to_t_interpolates_log_sigma():
     grid = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
     np.testing.assert_array_equal(sigma_to_t(grid, np.log(grid)), np.arange(T))
@@ -225,7 +267,7 @@ def test_sigma_to_t_interpolates_log_sigma():
 
 
 @pytest.mark.parametrize("sampler", ODE_SAMPLERS)
-@pytest.mark.parametrize("sigmas", [None, "karras"])
+@pytest.mark.parametrize("sigmas", [None, "karras", "exponential"])
 def test_eps_x0_and_v_models_give_the_same_samples(sampler, sigmas):
     x_T = np.random.default_rng(5).standard_normal((6, 2))
     outs = [D_LIN.sample(gaussian_model(D_LIN, MU, S, p), x_T.shape, sampler=sampler, steps=6,
@@ -243,7 +285,8 @@ def test_clip_x0_matches_ddim_clipping():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(sampler="euler", sigmas="exponential"), "karras"),
+    (dict(sampler="euler", sigmas="polyexponential"), "karras, exponential"),
+    (dict(sampler="euler", sigmas="exponential", spacing="linspace"), "no spacing"),
     (dict(sampler="heun", sigmas="karras", spacing="trailing"), "no spacing"),
     (dict(sampler="heun", spacing="uniform"), "leading, trailing, linspace"),
     (dict(sampler="dpmpp_2m", eta=0.5), "eta"),
@@ -263,7 +306,7 @@ def test_bad_options_are_clear_errors(kwargs, match):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sampler", DETERMINISTIC)  # the stand-in has no device generator
-@pytest.mark.parametrize("sigmas", [None, "karras"])
+@pytest.mark.parametrize("sigmas", [None, "karras", "exponential"])
 def test_samplers_on_the_cupy_stand_in(sampler, sigmas, dtype, fake_cupy):
     x_T = np.random.default_rng(7).standard_normal((4, 3)).astype(dtype)
     host = D_LIN.sample(wiggly_model, x_T.shape, sampler=sampler, steps=5, sigmas=sigmas, x_T=x_T)

@@ -644,7 +644,9 @@ def _add_noise_level_options(p: argparse.ArgumentParser) -> None:
                         "samplers, measured better for them)")
     p.add_argument("--sigmas", choices=SIGMA_SCHEDULES, default=None,
                    help="ODE samplers only: karras = Karras et al. eq. 5 noise levels (rho 7) "
-                        "between sigma(0) and sigma(T-1), the model called at fractional t "
+                        "between sigma(0) and sigma(T-1); exponential = evenly spaced in log "
+                        "sigma between the same ends (DPM-Solver's uniform logSNR); the model "
+                        "called at fractional t "
                         "(default: the schedule's own sigmas at --spacing)")
 
 
@@ -709,6 +711,11 @@ def _add_sampler_lab_parsers(sub: Any) -> None:
                    help="model-evaluation budgets (default: 5 10 20 50 100)")
     p.add_argument("--no-karras", dest="karras", action="store_false",
                    help="skip the ODE samplers on Karras sigmas (by default both noise levels)")
+    p.add_argument("--no-exponential", dest="exponential", action="store_false",
+                   help="skip the ODE samplers on exponential sigmas (evenly spaced in log sigma)")
+    p.add_argument("--repeats", type=int, default=None, metavar="R",
+                   help="sampling seeds averaged per cell, each against its own reference draws "
+                        "(default: 5 for toy2d, 1 for mnist)")
     p.add_argument("--no-ddpm", dest="ddpm", action="store_false",
                    help="skip the DDPM reference (T model evaluations per sample)")
     p.add_argument("--n", type=int, default=None,
@@ -773,7 +780,8 @@ def cmd_compare_samplers(args: argparse.Namespace) -> int:
         result = compare_samplers(run, args.out, samplers=args.samplers, evaluations=args.evals,
                                   n=args.n, seed=args.seed, karras=args.karras, ddpm=args.ddpm,
                                   data_dir=args.data_dir, classifier=args.classifier,
-                                  guidance=args.guidance, progress=not args.no_progress)
+                                  guidance=args.guidance, progress=not args.no_progress,
+                                  exponential=args.exponential, repeats=args.repeats)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     print(comparison_table(result))

@@ -392,8 +392,9 @@ class GaussianDiffusion:
         - ``"euler"``, ``"heun"``, ``"dpmpp_2m"``: the probability-flow ODE (``tinydiff.samplers``)
           over ``steps`` noise levels, sigma_t at ``spaced_timesteps(T, steps, spacing)`` (default
           spacing "trailing": see ``tinydiff.samplers.DEFAULT_ODE_SPACING``) or
-          ``sigmas="karras"`` (Karras eq. 5), then sigma = 0; euler and dpmpp_2m call the model
-          ``steps`` times, heun 2 steps - 1 times. With karras sigmas the model gets float64 t.
+          ``sigmas="karras"`` (Karras eq. 5) or ``"exponential"`` (evenly spaced in log sigma),
+          then sigma = 0; euler and dpmpp_2m call the model ``steps`` times, heun 2 steps - 1
+          times. With karras or exponential sigmas the model gets float64 t.
           ``"euler_ancestral"`` (optional extra) is the same walk with DDPM's noise (eta = 1).
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by

@@ -17,7 +17,8 @@ and every deterministic DDPM-family sampler integrates one ODE from sigma_max do
 
 Each sampler below is one short function of (denoise, x_bar, sigmas), k-diffusion style, with
 ``sigmas`` strictly decreasing and ending at 0. Noise levels are the schedule's own sigma_t at a
-spacing of timesteps (``tinydiff.schedules.spaced_timesteps``), or Karras' eq. 5 (``"karras"``);
+spacing of timesteps (``tinydiff.schedules.spaced_timesteps``), Karras' eq. 5 (``"karras"``), or
+evenly spaced in log sigma (``"exponential"``: DPM-Solver's uniform logSNR steps);
 between grid points the model is called at the fractional timestep found by linear interpolation
 in log sigma (k-diffusion's ``sigma_to_t``), so ``model_fn`` then receives float64 t.
 
@@ -42,11 +43,11 @@ ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral")  # the last one 
 # The ODE samplers' default spacing. "linspace" (DDIM's default) ends at t = 0, where sigma is
 # tiny (0.01 for the linear schedule): DPM-Solver++(2M)'s step into it has a step-size ratio r
 # near 0 and extrapolates wildly, and Heun's big first steps are no better. "trailing" (Lin et
-# al. 2024) starts at T-1 and jumps from sigma(T/S - 1) straight to 0. At 10 model calls on the
-# default toy runs (README, "Samplers"): dpmpp_2m 2.08 / 2.29 x the floor with trailing against
-# 11.1 / 13.7 with linspace (moons / 8gaussians).
+# al. 2024) starts at T-1 and jumps from sigma(T/S - 1) straight to 0. "exponential" sigmas help
+# moons at 10 calls but hurt 8gaussians, so trailing stays (README, "Sample quality against
+# model evaluations").
 DEFAULT_ODE_SPACING = "trailing"
-SIGMA_SCHEDULES = ("karras",)
+SIGMA_SCHEDULES = ("karras", "exponential")
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
 
 
@@ -81,6 +82,18 @@ def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = K
     return np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
 
 
+def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
+    """n noise levels evenly spaced in log sigma from sigma_max down to sigma_min, then sigma_n = 0
+    (k-diffusion's ``get_sigmas_exponential``). Since lambda = -log sigma here, these are
+    DPM-Solver's time steps uniform in logSNR / lambda (Lu et al. 2022, arXiv 2206.00927,
+    sec. 3.3 and 2211.01095, sec. 5): every step of DPM-Solver++ has the same h. Shape (n + 1,)."""
+    if n < 1:
+        raise ValueError(f"get_sigmas_exponential: n must be >= 1; got {n}")
+    if not 0.0 < sigma_min < sigma_max:
+        raise ValueError(f"get_sigmas_exponential: need 0 < sigma_min < sigma_max; got {sigma_min}, {sigma_max}")
+    return np.append(np.geomspace(sigma_max, sigma_min, n), 0.0)  # geomspace keeps both ends exact
+
+
 def get_sigmas(alphas_cumprod: np.ndarray, steps: int, spacing: str | None = None,
                sigmas: str | None = None) -> tuple[np.ndarray, bool]:
     """The noise levels a sampler walks, (steps + 1,) float64 strictly decreasing to 0, and whether
@@ -88,7 +101,8 @@ def get_sigmas(alphas_cumprod: np.ndarray, steps: int, spacing: str | None = Non
 
     - default: sigma_t at the ``spaced_timesteps(T, steps, spacing)`` timesteps, then 0
       (``spacing`` defaults to ``DEFAULT_ODE_SPACING``, "trailing");
-    - ``sigmas="karras"``: Karras eq. 5 (rho = 7) between sigma(0) and sigma(T-1), then 0.
+    - ``sigmas="karras"``: Karras eq. 5 (rho = 7) between sigma(0) and sigma(T-1), then 0;
+    - ``sigmas="exponential"``: evenly spaced in log sigma between the same ends, then 0.
     """
     grid = sigmas_from_alphas_cumprod(alphas_cumprod)
     if sigmas is None:
@@ -98,10 +112,11 @@ def get_sigmas(alphas_cumprod: np.ndarray, steps: int, spacing: str | None = Non
         raise ValueError(f"unknown sigmas {sigmas!r}; valid ones are {', '.join(SIGMA_SCHEDULES)} "
                          "(or None for the schedule's own sigmas at a spacing)")
     if spacing is not None:
-        raise ValueError("sigmas='karras' chooses its own noise levels; it takes no spacing")
+        raise ValueError(f"sigmas={sigmas!r} chooses its own noise levels; it takes no spacing")
     if not 1 <= steps <= 10 ** 6:
         raise ValueError(f"steps must be in 1..1000000; got {steps!r}")
-    return get_sigmas_karras(int(steps), float(grid[0]), float(grid[-1])), True
+    make = get_sigmas_karras if sigmas == "karras" else get_sigmas_exponential
+    return make(int(steps), float(grid[0]), float(grid[-1])), True
 
 
 # --------------------------------------------------------------------------- the denoiser
@@ -126,7 +141,7 @@ def denoised_from_model_output(output: Array, x_bar: Array, sigma: float,
 class Denoiser:
     """D(x_bar, sigma) from ``model_fn(x_t, t)``: scales x_bar to x_t, finds t(sigma), converts.
 
-    ``fractional``: pass t as float64 (Karras sigmas between the grid's); otherwise sigma must be
+    ``fractional``: pass t as float64 (Karras or exponential sigmas, between the grid's); otherwise sigma must be
     one of the grid's and t is its int64 timestep. ``calls`` counts the model evaluations.
     """
 
