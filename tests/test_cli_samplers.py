@@ -88,9 +88,10 @@ def test_compare_samplers_command(run_dir, tmp_path, capsys):
     single = json.loads((one / "compare_samplers_8gaussians.json").read_text())["rows"][0]
     assert single["ratio"] == pytest.approx(result["rows"][0]["ratios"][2], rel=1e-12)
     assert "seed 2;" in (one / "compare_samplers_8gaussians.md").read_text()
-    assert cli.main(["compare-samplers", str(run_dir), "--evals", "0"]) == 1
-    assert cli.main(["compare-samplers", str(run_dir), "--repeats", "0"]) == 1
-    assert "repeats must be >= 1" in capsys.readouterr().err
+    # Bad budgets are usage errors (exit 2), checked by the parser like every other count.
+    assert cli.main(["compare-samplers", str(run_dir), "--evals", "0"]) == 2
+    assert cli.main(["compare-samplers", str(run_dir), "--repeats", "0"]) == 2
+    assert "--repeats: expected a positive integer" in capsys.readouterr().err
 
 
 def test_eval_nll_ode_and_an_ode_sampler(run_dir, tmp_path, capsys):

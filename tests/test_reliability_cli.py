@@ -224,3 +224,18 @@ def test_sample_steps_above_T_names_the_option(toy_run, tmp_path, capsys):
                      tmp_path / "s.png", "--no-progress"], capsys)
     assert code == 1
     assert_short_error(err, "--steps 1000", "T=30")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["eval", "{run}", "--nll", "ode", "--nll-steps", "0"], "--nll-steps"),  # was: 0 meant 100
+    (["eval", "{run}", "--nll", "ode", "--nll-n", "0"], "--nll-n"),
+    (["oracle", "--dataset", "moons", "--run", "{run}", "--steps", "0"], "--steps"),
+    (["oracle", "--dataset", "moons", "--run", "{run}", "--seed", "-1"], "--seed"),
+    (["compare-samplers", "{run}", "--guidance", "nan"], "--guidance"),  # was: accepted, exit 0
+    (["compare-samplers", "{run}", "--repeats", "0"], "--repeats"),
+    (["compare-samplers", "{run}", "--evals", "5", "0"], "--evals"),
+])
+def test_the_sampler_lab_options_are_checked_like_the_others(toy_run, capsys, argv, option):
+    code, err = run([str(toy_run) if a == "{run}" else a for a in argv], capsys)
+    assert code == 2
+    assert_short_error(err, option)
