@@ -174,7 +174,7 @@ EXERCISES = [
     The backward of SiLU (swish), y = x s(x) with s the logistic sigmoid. Return dL/dx.
     Derive with the product rule and 1.6: dy/dx = s(x) + x s(x) (1 - s(x)).
 """), ("s = 1 / (1 + np.exp(-x)); dL/dx = grad * (s + x * s * (1 - s)).",),
-             "autograd/functional/activation.py (silu)", grade_silu,
+             "autograd/functional/activation_reference.py (silu_reference; the fast silu in activation.py)", grade_silu,
              teaches="the product rule on the UNet's activation"),
     Exercise("2.3", "conv2d_forward", "conv2d's forward by im2col",
              _stub("conv2d_forward(x, W, b, stride, padding)", """
@@ -189,7 +189,7 @@ EXERCISES = [
        "np.lib.stride_tricks.sliding_window_view(x_pad, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride] "
        "has shape (N, C, H_out, W_out, kh, kw): transpose to (N, H_out, W_out, C, kh, kw) and reshape.",
        "cols @ W.reshape(O, -1).T + b, reshaped to (N, H_out, W_out, O), then transposed to (N, O, H_out, W_out)."),
-             "autograd/functional/conv.py (conv2d, _column_blocks)", grade_conv_forward,
+             "autograd/functional/conv_reference.py (conv2d_reference; the fast conv2d in conv.py)", grade_conv_forward,
              teaches="how a convolution becomes one matrix product (im2col)"),
     Exercise("2.4", "conv2d_backward", "conv2d's backward: dL/dx, dL/dW, dL/db",
              _stub("conv2d_backward(x, W, b, grad, stride, padding)", """
@@ -203,7 +203,7 @@ EXERCISES = [
        "col2im: loop over the kh * kw kernel taps (p, q) and add the tap's slice of dL/dcols into "
        "dx_pad[:, :, p : p + stride * H_out : stride, q : q + stride * W_out : stride].",
        "dL/db = grad.sum(axis=(0, 2, 3))."),
-             "autograd/functional/conv.py (conv2d's backward, _weight_grad, _input_grad_by_col2im)",
+             "autograd/functional/conv_reference.py (conv2d_reference's backward; fast: conv.py _weight_grad, _input_grad_by_col2im)",
              grade_conv_backward, time_limit=120.0,
              teaches="col2im, the adjoint of im2col, and the weight gradient as one GEMM"),
     Exercise("2.5", "group_norm_backward", "group norm's backward: dL/dx, dL/dgamma, dL/dbeta",
@@ -211,7 +211,7 @@ EXERCISES = [
              ("Work on x reshaped to (N, G, C/G * H * W); the means are over the last axis.",
               "x_hat depends on x through mu and var too: that is where the two mean terms come from.",
               "dL/dgamma = (grad * x_hat).sum(axis=(0, 2, 3)), dL/dbeta = grad.sum(axis=(0, 2, 3))."),
-             "autograd/functional/norm.py (group_norm, _normalize_backward)", grade_group_norm,
+             "autograd/functional/norm_reference.py (group_norm_reference; fast: norm.py _normalize_backward)", grade_group_norm,
              teaches="a backward through a mean and a variance (the normalization trick)"),
     Exercise("2.6", "attention_backward", "scaled dot-product attention's backward: dQ, dK, dV",
              _stub("attention_backward(q, k, v, grad)", """
@@ -221,7 +221,7 @@ EXERCISES = [
     Derive: dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)) (1.10, row by row);
     dQ = dS K / sqrt(E); dK = dS^T Q / sqrt(E). (^T swaps the last two axes.)
 """), ("Recompute P in the backward from q and k.", "np.swapaxes(a, -1, -2) is the batched transpose."),
-             "autograd/functional/attention.py (scaled_dot_product_attention, _attend_backward)",
+             "autograd/functional/attention_reference.py (scaled_dot_product_attention_reference; fast: attention.py _attend_backward)",
              grade_attention, teaches="softmax's backward inside the UNet's attention block"),
     Exercise("2.7", "timestep_embedding", "the sinusoidal time embedding",
              _stub("timestep_embedding(t, dim, max_period=10000.0)", """
