@@ -7,8 +7,8 @@ configuration's peak, and no library's idle threads slow the other), tinydiff ri
 PyTorch, with the same thread count. Then tinydiff's step is profiled by op (a separate
 process: the timers are not in the timed runs). ``--markdown`` prints the table as Markdown.
 
-The PyTorch side runs with ``--torch-python`` (default: $TORCH_PYTHON, else
-/work/benchvenv/bin/python if it exists, else this interpreter), which needs only torch.
+The PyTorch side runs with ``--torch-python`` (default: $TORCH_PYTHON, else this
+interpreter), which needs only torch: e.g. a venv made with ``pip install torch==2.13.0``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ sys.path.insert(0, HERE)
 
 from _common import CONFIGS, RESULT_PREFIX  # noqa: E402
 
-DEFAULT_TORCH_PYTHON = "/work/benchvenv/bin/python"
 PROFILED = [("unet", "train", 64), ("unet", "sample", 64), ("mlp", "train", 1024)]
 
 
@@ -102,8 +101,8 @@ def main() -> None:
     ap.add_argument("--tinydiff-root", default=ROOT,
                     help="checkout whose engine the tinydiff side runs (its benchmarks/train_step.py), "
                          "e.g. an older commit unpacked with git archive, for before/after tables")
-    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON") or (
-        DEFAULT_TORCH_PYTHON if os.path.exists(DEFAULT_TORCH_PYTHON) else sys.executable))
+    ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON") or sys.executable,
+                    help="a Python with torch for the PyTorch side (default: $TORCH_PYTHON, else this one)")
     args = ap.parse_args()
 
     configs = CONFIGS

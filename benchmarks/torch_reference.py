@@ -1,6 +1,6 @@
 """PyTorch side of the speed benchmark: tinydiff's models layer for layer, timed the same way.
 
-    /work/benchvenv/bin/python benchmarks/torch_reference.py --model unet --mode train --batch 64
+    TORCH_VENV/bin/python benchmarks/torch_reference.py --model unet --mode train --batch 64
 
 Needs only torch (``pip install torch==2.13.0+cpu``, or ``pip install -e .[bench]``); it never
 imports tinydiff. The modules below mirror ``tinydiff/models/unet.py`` and ``mlp.py`` with the
