@@ -15,12 +15,14 @@ Nothing here needs the autograd: a model is any function of arrays.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from autograd.backend import get_array_module, to_numpy
-from tinydiff import samplers as ode, vlb
+from tinydiff import samplers as ode
+from tinydiff import vlb
 from tinydiff.schedules import DEFAULT_SPACING, ddim_timesteps, validate_betas
 
 Array = Any  # numpy.ndarray or cupy.ndarray

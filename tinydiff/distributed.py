@@ -72,11 +72,13 @@ it in the next all-reduce) rather than raising KeyboardInterrupt on one rank.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import time
 import zlib
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -140,11 +142,11 @@ class NCCLCommunicator:
     backend = "nccl"
 
     def __init__(self, mpi: MPICommunicator | None = None, nccl: Any = None, cupy: Any = None) -> None:
-        if cupy is None:
-            import cupy  # noqa: PLC0415 (optional: only a GPU run gets here)
+        if cupy is None:  # optional: only a GPU run gets here
+            cupy = importlib.import_module("cupy")
         if nccl is None:
             try:
-                from cupy.cuda import nccl  # noqa: PLC0415
+                nccl = importlib.import_module("cupy.cuda.nccl")
             except ImportError as exc:
                 raise DistributedError(f"--distributed --device cuda needs NCCL in CuPy "
                                        f"(cupy.cuda.nccl): {exc}") from None

@@ -20,8 +20,9 @@ preallocated scratch buffer, so an update allocates no memory.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from autograd.backend import get_array_module, to_device
 from autograd.tensor import Tensor

@@ -8,7 +8,8 @@ It is cheap next to training: about ``2 * PROBE_STEPS`` forward passes of ``PROB
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -24,7 +24,8 @@ Depends on the autograd engine (the model is called on Tensors to get its VJPs).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -23,7 +23,8 @@ written in the engine's ops, for the likelihood's vector-Jacobian products.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,7 @@ def save_trajectories(trajectory: Any, path: str | os.PathLike, reference: Any =
     # One segment per step and path, coloured by the step's time.
     segments = np.stack([frames[:-1, pick], frames[1:, pick]], axis=2)       # (steps, k, 2, 2)
     progress = np.repeat(np.linspace(0.0, 1.0, steps), len(pick))
-    lines = LineCollection(segments.reshape(-1, 2, 2), array=progress, cmap=TIME_CMAP,
+    lines = LineCollection(list(segments.reshape(-1, 2, 2)), array=progress, cmap=TIME_CMAP,
                            linewidths=0.9, alpha=0.9)
     ax.add_collection(lines)
     ax.scatter(frames[0, pick, 0], frames[0, pick, 1], s=12, c=NOISE_COLOR, zorder=3,

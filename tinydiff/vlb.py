@@ -10,7 +10,8 @@ Dividing nats by D log 2 gives bits/dim, the unit of DDPM Table 1. Data are imag
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from autograd.backend import get_array_module
 from tinydiff.losses import mean_flat

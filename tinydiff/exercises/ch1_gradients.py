@@ -7,7 +7,8 @@ Before that, each returned gradient must have its input's shape (the unbroadcast
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -69,7 +70,7 @@ def check_backward(expr: str, names: Sequence[str], forward: Callable[..., np.nd
             data = inputs[k].copy()
             args = list(inputs)
             args[k] = data
-            numeric = central_differences(lambda: float((forward(*args) * g).sum()), data)
+            numeric = central_differences(lambda args=args: float((forward(*args) * g).sum()), data)
             analytic = as_array(grads[k], f"the gradient of {name}")
             raise Failure(f"the gradient of {name} in {expr} disagrees with float64 central differences "
                           f"(a sign error, or a missing factor?): {exc}",

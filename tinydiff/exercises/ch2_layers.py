@@ -8,7 +8,7 @@ t moves by s, and geometrically spaced frequencies measured by finite difference
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -203,7 +203,8 @@ EXERCISES = [
        "col2im: loop over the kh * kw kernel taps (p, q) and add the tap's slice of dL/dcols into "
        "dx_pad[:, :, p : p + stride * H_out : stride, q : q + stride * W_out : stride].",
        "dL/db = grad.sum(axis=(0, 2, 3))."),
-             "autograd/functional/conv_reference.py (conv2d_reference's backward; fast: conv.py _weight_grad, _input_grad_by_col2im)",
+             "autograd/functional/conv_reference.py (conv2d_reference's backward; "
+             "fast: conv.py _weight_grad, _input_grad_by_col2im)",
              grade_conv_backward, time_limit=120.0,
              teaches="col2im, the adjoint of im2col, and the weight gradient as one GEMM"),
     Exercise("2.5", "group_norm_backward", "group norm's backward: dL/dx, dL/dgamma, dL/dbeta",
@@ -211,7 +212,8 @@ EXERCISES = [
              ("Work on x reshaped to (N, G, C/G * H * W); the means are over the last axis.",
               "x_hat depends on x through mu and var too: that is where the two mean terms come from.",
               "dL/dgamma = (grad * x_hat).sum(axis=(0, 2, 3)), dL/dbeta = grad.sum(axis=(0, 2, 3))."),
-             "autograd/functional/norm_reference.py (group_norm_reference; fast: norm.py _normalize_backward)", grade_group_norm,
+             "autograd/functional/norm_reference.py (group_norm_reference; fast: norm.py _normalize_backward)",
+             grade_group_norm,
              teaches="a backward through a mean and a variance (the normalization trick)"),
     Exercise("2.6", "attention_backward", "scaled dot-product attention's backward: dQ, dK, dV",
              _stub("attention_backward(q, k, v, grad)", """
@@ -221,7 +223,8 @@ EXERCISES = [
     Derive: dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)) (1.10, row by row);
     dQ = dS K / sqrt(E); dK = dS^T Q / sqrt(E). (^T swaps the last two axes.)
 """), ("Recompute P in the backward from q and k.", "np.swapaxes(a, -1, -2) is the batched transpose."),
-             "autograd/functional/attention_reference.py (scaled_dot_product_attention_reference; fast: attention.py _attend_backward)",
+             "autograd/functional/attention_reference.py (scaled_dot_product_attention_reference; "
+             "fast: attention.py _attend_backward)",
              grade_attention, teaches="softmax's backward inside the UNet's attention block"),
     Exercise("2.7", "timestep_embedding", "the sinusoidal time embedding",
              _stub("timestep_embedding(t, dim, max_period=10000.0)", """

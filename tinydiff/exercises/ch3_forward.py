@@ -13,14 +13,13 @@ step t + 1, so alpha_bar[t] = prod_{s <= t} (1 - beta_s) and "alpha_bar_{t-1}" a
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import strategies as st
 
 from tinydiff.exercises.ch1_gradients import _stub, values
 from tinydiff.exercises.grading import Exercise, Failure, as_array, call, describe, expect_close, expect_shape, for_all
-
 
 # --------------------------------------------------------------------------- independent references
 
@@ -118,7 +117,8 @@ def grade_cosine_schedule(fn: Callable) -> None:
         if not np.all((got > 0) & (got <= max_beta)):
             raise Failure("every beta lies in (0, max_beta]: clip at max_beta (improved DDPM sec. 3.2)",
                           example, None, got)
-        f = lambda tau: 0.5 * (1.0 + np.cos(np.pi * (tau + s) / (1.0 + s)))  # cos^2(a) = (1 + cos 2a) / 2
+        def f(tau):
+            return 0.5 * (1.0 + np.cos(np.pi * (tau + s) / (1.0 + s)))  # cos^2(a) = (1 + cos 2a) / 2
         tau = np.arange(1, T + 1) / T
         alpha_bar = np.cumprod(1.0 - got)
         unclipped = np.cumprod(got < max_beta) > 0
@@ -257,7 +257,8 @@ def _phi(t: int, betas: np.ndarray) -> float:
 
 
 def _v_by_differences(x0: np.ndarray, eps: np.ndarray, phi: float, h: float = 1e-5) -> np.ndarray:
-    x = lambda p: math.cos(p) * x0 + math.sin(p) * eps
+    def x(p):
+        return math.cos(p) * x0 + math.sin(p) * eps
     return (x(phi + h) - x(phi - h)) / (2 * h)
 
 

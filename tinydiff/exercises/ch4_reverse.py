@@ -11,7 +11,7 @@ scored by sliced Wasserstein-2 against the data-vs-data floor (``tinydiff.evalua
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -132,7 +132,7 @@ def grade_ddim_timesteps(fn: Callable) -> None:
         example = f"T = {T}, steps = {steps}"
         got = as_array(call(fn, T, steps), "the timesteps")
         if got.shape != (steps,):
-            raise Failure(f"there are exactly `steps` timesteps", example, (steps,), got.shape)
+            raise Failure("there are exactly `steps` timesteps", example, (steps,), got.shape)
         if not np.all(got == np.round(got)):
             raise Failure("the timesteps are integers", example, None, got)
         if got.min() < 0 or got.max() > T - 1:
@@ -187,8 +187,9 @@ def moons_model(betas: np.ndarray) -> Callable:
     """The exact eps of the empirical moons distribution (a fixed training set), at each x_t:
     E[x_0 | x_t] = softmax-weighted training points, eps = (x_t - c_t E[x_0|x_t]) / sqrt(v_t). It is
     what a perfectly trained network converges to (it memorises the training set)."""
-    from tinydiff.data.toy2d import sample_toy2d  # the data module is only needed here
     from scipy.special import softmax
+
+    from tinydiff.data.toy2d import sample_toy2d  # the data module is only needed here
     data = sample_toy2d("moons", MOONS_TRAIN, np.random.default_rng(2024))
     c, v = chain_moments(betas)
     norms = (data ** 2).sum(1)

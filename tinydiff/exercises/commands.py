@@ -5,8 +5,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from tinydiff.exercises import workspace
 from tinydiff.exercises.grading import Exercise, Result

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -122,10 +123,10 @@ def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
                          "implement that first)")
         raise NotImplementedYet(elsewhere) from None
     except Exception as exc:  # the learner's bug, reported for this exercise only
-        frames = traceback.extract_tb(exc.__traceback__)[1:]  # drop this frame
+        below = traceback.extract_tb(exc.__traceback__)[1:]  # drop this frame
         # the innermost frame outside NumPy and the grader: the learner's line
-        own = [f for f in frames if _HERE not in f.filename and "numpy" not in f.filename]
-        frame = own[-1] if own else (frames[-1] if frames else None)
+        own = [f for f in below if _HERE not in f.filename and "numpy" not in f.filename]
+        frame = own[-1] if own else (below[-1] if below else None)
         where = f" (at {os.path.basename(frame.filename)} line {frame.lineno}: {frame.line})" if frame else ""
         raise Failure(f"your code raised {type(exc).__name__}: {exc}{where}", kind="error") from None
 

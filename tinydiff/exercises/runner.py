@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
+from tinydiff.exercises import workspace
 from tinydiff.exercises.grading import Exercise, Failure, Result
 from tinydiff.exercises.registry import EXERCISES, chapter_of
-from tinydiff.exercises import workspace
 
 
 def grade(exercise: Exercise, fn: Any) -> Result:
@@ -67,7 +68,7 @@ def grade_from_workspace(directory: Path, ids: Sequence[str]) -> Iterator[Result
             yield grade(ex, namespace[ex.name])
 
 
-def _reader(stream: Any, lines: "queue.Queue[str | None]") -> None:
+def _reader(stream: Any, lines: queue.Queue[str | None]) -> None:
     for line in stream:
         lines.put(line)
     lines.put(None)

@@ -6,8 +6,9 @@ can rebuild the same architecture before loading them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from autograd import nn
 from tinydiff.models.classifier import MNISTClassifier, classifier_accuracy, fit_classifier

@@ -14,7 +14,8 @@ has already bounded by the file's size) and returns why they disagree, or None:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -24,7 +25,7 @@ def _mlp_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     classes = cfg.get("num_classes")
     in_dim = cfg["data_dim"] + cfg["time_embed_dim"] + (classes + 1 if classes is not None else 0)
     widths = [in_dim] + [cfg["hidden_dim"]] * cfg["num_layers"]
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         shapes[f"layers.{i}.weight"], shapes[f"layers.{i}.bias"] = (b, a), (b,)
     shapes["out.weight"], shapes["out.bias"] = (cfg["data_dim"], cfg["hidden_dim"]), (cfg["data_dim"],)

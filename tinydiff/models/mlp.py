@@ -64,7 +64,7 @@ class MLPDenoiser(nn.Module):
         parts = [timestep_embedding(as_index_array(t, batch, x.data, "t"), self.time_embed_dim,
                                     dtype=x.dtype).data]
         labels = class_labels(y, batch, x.data, self.num_classes, "MLPDenoiser")
-        if labels is not None:
+        if labels is not None and self.num_classes is not None:
             parts.append((labels[:, None] == xp.arange(self.num_classes + 1)).astype(x.dtype))
         if x.requires_grad:  # gradcheck, or guidance by d/dx: keep x in the graph
             return cat([x, Tensor(xp.concatenate(parts, axis=1))], axis=1)

@@ -19,7 +19,8 @@ whole net outputs 0, which keeps the early training of a deep residual stack sta
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import autograd.functional as F
 from autograd import cat, nn
@@ -55,7 +56,7 @@ class TimestepBlock(nn.Module):
 class TimestepEmbedSequential(nn.Sequential):
     """Sequential that hands the timestep embedding to the children that take it."""
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]  # takes emb too
         for layer in self:
             x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
         return x
