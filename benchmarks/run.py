@@ -6,6 +6,8 @@ Every configuration runs in a fresh process per framework (so ru_maxrss is that
 configuration's peak, and no library's idle threads slow the other), tinydiff right before
 PyTorch, with the same thread count. Then tinydiff's step is profiled by op (a separate
 process: the timers are not in the timed runs). ``--markdown`` prints the table as Markdown.
+``--baseline-root DIR`` times a second checkout's engine in the same rounds, between the two,
+for a before/after table measured side by side (``git archive COMMIT | tar -x -C DIR``).
 
 The PyTorch side runs with ``--torch-python`` (default: $TORCH_PYTHON, else this
 interpreter), which needs only torch: e.g. a venv made with ``pip install torch==2.13.0``.
@@ -31,10 +33,12 @@ PROFILED = [("unet", "train", 64), ("unet", "sample", 64), ("mlp", "train", 1024
 
 
 def run_worker(python: str, script: str, model: str, mode: str, batch: int, args: argparse.Namespace,
-               prefix: str = RESULT_PREFIX, extra: tuple[str, ...] = ()) -> tuple[dict, str]:
-    """Run one worker process; return its parsed result line and its whole output."""
+               prefix: str = RESULT_PREFIX, extra: tuple[str, ...] = (), root: str | None = None
+               ) -> tuple[dict, str]:
+    """Run one worker process; return its parsed result line and its whole output. ``root``: the
+    checkout whose benchmarks/train_step.py (and so whose engine) the tinydiff side runs."""
     steps = args.steps if model == "unet" else args.mlp_steps
-    here = HERE if script == "torch_reference.py" else os.path.join(args.tinydiff_root, "benchmarks")
+    here = HERE if script == "torch_reference.py" else os.path.join(root or args.tinydiff_root, "benchmarks")
     cmd = [python, os.path.join(here, script), "--model", model, "--mode", mode, "--batch", str(batch),
            "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
            "--threading", args.threading, "--device", args.device, *extra]
@@ -101,6 +105,9 @@ def main() -> None:
     ap.add_argument("--tinydiff-root", default=ROOT,
                     help="checkout whose engine the tinydiff side runs (its benchmarks/train_step.py), "
                          "e.g. an older commit unpacked with git archive, for before/after tables")
+    ap.add_argument("--baseline-root", default="",
+                    help="a second checkout (e.g. the commit before a change) timed in the same rounds, "
+                         "between tinydiff and torch: adds 'before' and 'after/before' columns")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON") or sys.executable,
                     help="a Python with torch for the PyTorch side (default: $TORCH_PYTHON, else this one)")
     args = ap.parse_args()
@@ -111,13 +118,19 @@ def main() -> None:
         configs = [c for c in CONFIGS if "-".join(map(str, c)) in wanted]
     load_before = load()
     rows = []
+    baselines: dict[tuple, dict] = {}
     for model, mode, batch in configs:
         print(f"running {model} {mode} batch {batch} ...", file=sys.stderr, flush=True)
-        ours_runs, theirs_runs = [], []
+        ours_runs, base_runs, theirs_runs = [], [], []
         for _ in range(args.rounds):  # alternate, so that a change in the machine's load hits both
             ours_runs.append(run_worker(sys.executable, "train_step.py", model, mode, batch, args)[0])
+            if args.baseline_root:
+                base_runs.append(run_worker(sys.executable, "train_step.py", model, mode, batch, args,
+                                            root=args.baseline_root)[0])
             theirs_runs.append(run_worker(args.torch_python, "torch_reference.py", model, mode, batch, args)[0])
         ours, theirs = pool_rounds(ours_runs), pool_rounds(theirs_runs)
+        if base_runs:
+            baselines[(model, mode, batch)] = pool_rounds(base_runs)
         if ours["params"] != theirs["params"]:
             sys.exit(f"{model}: parameter counts differ: tinydiff {ours['params']}, torch {theirs['params']}")
         rows.append((model, mode, batch, ours, theirs))
@@ -131,13 +144,15 @@ def main() -> None:
     print(f"machine: {machine()}; load average before/after: {load_before} / {load_after}")
     if os.path.realpath(args.tinydiff_root) != os.path.realpath(ROOT):
         print(f"tinydiff engine from: {args.tinydiff_root}")
+    if args.baseline_root:
+        print(f"before: the engine of {args.baseline_root}, timed in the same rounds")
     print(f"tinydiff: Python {platform.python_version()}, NumPy BLAS {blas_text}, "
           f"engine threads {first[0]['engine_threads']} (--threading {args.threading})")
     print(f"torch: {first[1]['torch']}, {first[1]['torch_threads']} threads, {first[1]['torch_blas']}")
     print(f"device {args.device}, float32, {args.threads} threads each; times in ms per step: "
           f"median (min-max) of {args.rounds} x {args.steps} UNet / {args.rounds} x {args.mlp_steps} MLP "
           f"steps, {args.warmup} warm-up steps per process")
-    print(f"params: " + ", ".join(sorted({f"{r[0]} {r[3]['params']:,} (both)" for r in rows})))
+    print("params: " + ", ".join(sorted({f"{r[0]} {r[3]['params']:,} (both)" for r in rows})))
     header = ["step", "tinydiff ms", "torch ms", "ratio", "img/s tinydiff", "img/s torch",
               "peak RSS MiB tinydiff / torch", "step memory MiB tinydiff / torch (ratio)"]
     table = []
@@ -153,6 +168,12 @@ def main() -> None:
         header.append("GPU peak MiB tinydiff / torch")
         for row, (_, _, _, ours, theirs) in zip(table, rows):
             row.append(f"{ours.get('gpu_peak_mb', 0):.0f} / {theirs.get('gpu_peak_mb', 0):.0f}")
+    if baselines:
+        header[1:4] = ["tinydiff ms", "before ms", "torch ms", "ratio", "before/torch", "after/before"]
+        for row, (model, mode, batch, ours, theirs) in zip(table, rows):
+            base = baselines[(model, mode, batch)]
+            row[1:4] = [row[1], fmt_time(base), row[2], row[3], f"{base['median_s'] / theirs['median_s']:.2f}x",
+                        f"{ours['median_s'] / base['median_s']:.3f}"]
     print_table(header, table, args.markdown)
     print("step memory = peak RSS minus RSS just before the first step (model, optimizer and "
           "libraries already loaded; torch's import alone is ~250 MiB of the peak).")
