@@ -1,5 +1,6 @@
 """The docs point at real things: every `path.py:name` that README.md and docs/*.md cite exists in
-that file, and every relative link (figures included) names a file, and a heading, that exists.
+that file, every repository path they mention (autograd/..., tinydiff/..., tests/...) exists, and
+every relative link (figures included) names a file, and a heading, that exists.
 
 A cited name is found by reading the file with ast, never by importing it: a top-level def or
 class, a module-level constant (an assignment at the top level), or ``Class.method`` (a def, or
@@ -20,6 +21,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # `tinydiff/diffusion.py:GaussianDiffusion.q_sample`, `autograd/functional/conv.py:conv2d`, ...
 REF = re.compile(r"\b((?:autograd|tinydiff|benchmarks|demos|tests)/[\w/]*\w\.py):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)")
+# autograd/tensor.py, tests/test_diffusion_*.py, benchmarks/results/ ... (not inside a longer path)
+PATH = re.compile(r"(?<![\w/.])((?:autograd|tinydiff|benchmarks|demos|tests|\.ci)/[\w/*.-]*\w)")
 # [text](target) and ![alt](target), an optional "title" after the target
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*([^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
@@ -67,6 +70,10 @@ def citations(doc: Path) -> list[tuple[str, str]]:
     return REF.findall(doc.read_text(encoding="utf-8"))
 
 
+def paths(doc: Path) -> set[str]:
+    return set(PATH.findall(doc.read_text(encoding="utf-8")))
+
+
 def links(doc: Path) -> list[str]:
     return LINK.findall(FENCE.sub("", doc.read_text(encoding="utf-8")))
 
@@ -76,6 +83,7 @@ def test_the_docs_cite_code_and_link_files():
     assert sum(len(citations(doc)) for doc in DOCS) >= 60
     assert sum(len(links(doc)) for doc in DOCS) >= 40
     assert len(citations(ROOT / "README.md")) >= 40  # the equation and op table
+    assert sum(len(paths(doc)) for doc in DOCS) >= 60
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -87,6 +95,13 @@ def test_every_cited_function_exists(doc: Path):
         elif name not in defined(path):
             missing.append(f"{path}:{name} (no top-level def, class, constant or Class.member {name!r})")
     assert not missing, f"{doc.relative_to(ROOT)} cites what does not exist:\n  " + "\n  ".join(missing)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_mentioned_path_exists(doc: Path):
+    # A pattern such as tests/test_diffusion_*.py must match at least one file.
+    missing = sorted(p for p in paths(doc) if not (list(ROOT.glob(p)) if "*" in p else (ROOT / p).exists()))
+    assert not missing, f"{doc.relative_to(ROOT)} mentions paths that do not exist:\n  " + "\n  ".join(missing)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
