@@ -1,4 +1,5 @@
-"""The docs point at real things: every `path.py:name` that README.md and docs/*.md cite exists in
+"""The docs point at real things. In README.md, docs/*.md and the measurement notes that code
+comments link to (benchmarks/results/*-measurements.md): every `path.py:name` they cite exists in
 that file, every repository path they mention (autograd/..., tinydiff/..., tests/...) exists, and
 every relative link (figures included) names a file, and a heading, that exists.
 
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "benchmarks" / "results").glob("*-measurements.md"))]  # what code comments link to
 
 # `tinydiff/diffusion.py:GaussianDiffusion.q_sample`, `autograd/functional/conv.py:conv2d`, ...
 REF = re.compile(r"\b((?:autograd|tinydiff|benchmarks|demos|tests)/[\w/]*\w\.py):([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)")
