@@ -32,9 +32,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,11 +45,9 @@ from autograd.serialization import CheckpointError, load, save
 from autograd.tensor import Tensor, no_grad
 from tinydiff.data import mnist  # the module, so that tests can stand in for mnist.load_mnist
 from tinydiff.data.toy2d import sample_toy2d
-from tinydiff.defaults import (DEFAULT_GUIDANCE, EVAL_SAMPLER, EVAL_STEPS, balanced_labels,
-                               clips_x0, default_spacing)
+from tinydiff.defaults import DEFAULT_GUIDANCE, EVAL_SAMPLER, EVAL_STEPS, balanced_labels, clips_x0, default_spacing
 from tinydiff.likelihood import mnist_ode_bpd, toy2d_ode_nll
-from tinydiff.metrics import (MMD_BANDWIDTH_MULTIPLIERS, fid_from_features, median_bandwidth, mmd_rbf,
-                              sliced_wasserstein)
+from tinydiff.metrics import MMD_BANDWIDTH_MULTIPLIERS, fid_from_features, median_bandwidth, mmd_rbf, sliced_wasserstein
 from tinydiff.models import MNISTClassifier, build_model, classifier_accuracy, fit_classifier
 from tinydiff.models.fit import config_misfit
 from tinydiff.run import CHECKPOINT_NAME, LoadedRun, load_run, sample_shape
@@ -271,7 +270,7 @@ class DigitMetrics:
 
 def digit_metrics(probs: np.ndarray, features: np.ndarray | None = None,
                   reference_features: np.ndarray | None = None,
-                  labels: Sequence[int] | None = None) -> DigitMetrics:
+                  labels: Sequence[int] | np.ndarray | None = None) -> DigitMetrics:
     """Class histogram, mean confidence (and label agreement, FID) from classifier outputs."""
     probs = np.asarray(probs)
     pred = probs.argmax(axis=1)
@@ -401,7 +400,7 @@ def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
 
 def _describe(sampler: str, steps: int | None, T: int, eta: float, spacing: str | None = None,
               sigmas: str | None = None) -> str:
-    if sampler not in ("ddpm", "ddim"):
+    if sampler not in ("ddpm", "ddim") and steps is not None:   # an ODE sampler always has steps
         levels = f"{sigmas} sigmas" if sigmas else f"{spacing or default_spacing(sampler)} spacing"
         return f"{sampler} ({steps} steps, {levels}, {model_evaluations(sampler, steps)} model calls)"
     return f"DDPM ({T} steps)" if sampler == "ddpm" else f"DDIM ({steps} steps, eta={eta:g})"

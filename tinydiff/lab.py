@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +28,9 @@ from tinydiff.defaults import DEFAULT_GUIDANCE, balanced_labels, default_spacing
 from tinydiff.evaluate import classify, get_classifier, toy2d_metrics
 from tinydiff.metrics import fid_from_features
 from tinydiff.oracle import mixture_denoiser, oracle_model, training_set_denoiser
+from tinydiff.run import sample_shape
 from tinydiff.samplers import model_evaluations
 from tinydiff.sampling import generate, model_fn_for
-from tinydiff.run import sample_shape
 
 ORACLE_TS = (0.02, 0.1, 0.3, 0.6)   # the fractions of T where the score fields are compared
 MIXTURE_DATASETS = ("gmm", "8gaussians")  # the toy datasets with a closed-form density

@@ -19,8 +19,9 @@ import dataclasses
 import math
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 

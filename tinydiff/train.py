@@ -39,8 +39,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -59,9 +60,19 @@ from tinydiff.ema import EMA
 from tinydiff.health import nonfinite_weights, sampling_is_finite
 from tinydiff.losses import sample_timesteps
 from tinydiff.models import build_model
-from tinydiff.run import (CHECKPOINT_NAME, LOG_COLUMNS, LOG_NAME, RESUMABLE_OVERRIDES, TrainConfig,
-                          TrainingDiverged, TrainingInterrupted, csv_line, format_log_row,
-                          is_log_row, sample_shape)
+from tinydiff.run import (
+    CHECKPOINT_NAME,
+    LOG_COLUMNS,
+    LOG_NAME,
+    RESUMABLE_OVERRIDES,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    csv_line,
+    format_log_row,
+    is_log_row,
+    sample_shape,
+)
 from tinydiff.sampling import generate
 from tinydiff.schedules import make_beta_schedule
 
@@ -83,10 +94,10 @@ class Trainer:
 
     ``Trainer(config)`` builds everything from the seed; ``Trainer.resume(path)`` rebuilds it
     from a checkpoint. ``model`` and ``batches`` (an object with ``next_batch(rng) -> (x, y)``
-    and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()`` runs until ``config.steps`` and returns the history of this
-    call as a list of ``StepInfo``. ``callbacks`` are called after every step with
-    ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
-    stops training like Ctrl-C (checkpoint first). ``dist`` (from
+    and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()``
+    runs until ``config.steps`` and returns the history of this call as a list of ``StepInfo``.
+    ``callbacks`` are called after every step with ``(trainer, info)``, e.g. to draw samples now
+    and then; raising KeyboardInterrupt in one stops training like Ctrl-C (checkpoint first). ``dist`` (from
     ``tinydiff.distributed.init_distributed()``) makes this one of K data-parallel processes,
     each computing its shard of every global batch (see ``tinydiff.distributed``).
     """
@@ -133,7 +144,7 @@ class Trainer:
         if config.class_cond and self.null_label is None:
             raise ValueError("class_cond=True needs a class-conditional model (built with num_classes)")
         self._noise: Any = None     # reused noise buffer (host)
-        self._stop_requested = False
+        self._stop_requested: bool | int = False   # or the signal that asked to stop
         self._stop_agreed = False   # distributed: some rank asked to stop (agreed in the all-reduce)
         self._in_step = False       # True while a step is half done (then the state is not saved)
         self._clock: float | None = None  # perf_counter() at which self.seconds() was 0
@@ -204,7 +215,7 @@ class Trainer:
         self._stop_requested = signal.SIGINT
 
     def _should_stop(self) -> bool:
-        return self._stop_agreed if self.dist is not None else self._stop_requested
+        return self._stop_agreed if self.dist is not None else bool(self._stop_requested)
 
     def _check_ranks_agree(self, where: str) -> None:
         if self.dist is not None:

@@ -52,7 +52,8 @@ class ShuffledBatches:
         if batch_size > len(data):
             raise ValueError(f"batch_size {batch_size} exceeds the dataset size {len(data)}")
         self.data, self.labels, self.batch_size = data, labels, batch_size
-        self.epoch, self.position, self.perm = 0, 0, None
+        self.epoch, self.position = 0, 0
+        self.perm: np.ndarray | None = None   # this epoch's order of the examples
 
     def next_batch(self, rng: np.random.Generator) -> tuple[Any, Any | None]:
         if self.perm is None or self.position + self.batch_size > len(self.perm):
