@@ -8,8 +8,10 @@ importing module's own packages, which are already being imported when it runs. 
 ``if TYPE_CHECKING:`` never run and are left out.
 
 Allowed: one cycle in ``autograd/``, Tensor's operator methods (``autograd.tensor_methods``
-attaches +, @, sum, ... to Tensor) and the ops that implement them, which build Tensors. Any
-other strongly connected component of the graph fails the test, named module by module.
+attaches +, @, sum, ... to Tensor) and the ops that implement them, which build Tensors. (Today
+``autograd.tensor`` imports ``tensor_methods`` for type checking only, so even that loop is
+open.) Any other strongly connected component of the graph fails the test, named module by
+module.
 """
 from __future__ import annotations
 
