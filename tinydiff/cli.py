@@ -26,7 +26,7 @@ from typing import Any, Sequence
 # they starve the Python thread that feeds them; a toy run then took 229 s instead of 28 s. With
 # one thread the small matrices here are at most ~15% slower, and never pathologically so. The
 # MNIST UNet's larger GEMMs did not change the verdict on the shared machine: 1.06-1.08 s per
-# default training step with one thread, 2.3-7.1 s with two (tinydiff/train.py, TrainConfig.mnist).
+# default training step with one thread, 2.3-7.1 s with two (tinydiff/run.py, TrainConfig.mnist).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402 (after the BLAS setting)
