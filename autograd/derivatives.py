@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import autograd
+import autograd.functional as F
+from autograd.tensor import Tensor
+
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "derivatives.md"
 PACKAGES = ("autograd.ops", "autograd.functional")
 
@@ -74,8 +78,6 @@ def _modules() -> list[ModuleType]:
 
 def _public_usages() -> dict[int, list[str]]:
     """id(function) -> the ways users reach it: x.method(), a + b, autograd.f, F.f."""
-    import autograd
-    from autograd.tensor import Tensor
     usages: dict[int, list[str]] = {}
 
     def add(fn: object, usage: str) -> None:
@@ -89,12 +91,8 @@ def _public_usages() -> dict[int, list[str]]:
             add(attr, f"x.{name}(...)")
     for name in autograd.__all__:
         add(getattr(autograd, name), f"autograd.{name}")
-    try:
-        import autograd.functional as F
-        for name in F.__all__:
-            add(getattr(F, name), f"F.{name}")
-    except ImportError:
-        pass
+    for name in F.__all__:
+        add(getattr(F, name), f"F.{name}")
     return usages
 
 
@@ -112,7 +110,6 @@ def _records_a_node(fn: Callable, seen: frozenset[str] = frozenset()) -> bool:
 
 def collect() -> list[Op]:
     """Every op, grouped by module in a fixed order, in source order within a module."""
-    from autograd.tensor import Tensor
     usages = _public_usages()
     ops = []
     for module in _modules():

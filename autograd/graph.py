@@ -17,9 +17,10 @@ afterwards, so the text stays linear in the size of the graph.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autograd.tensor import Tensor
+if TYPE_CHECKING:  # Tensor's graph()/draw_graph() call this module: annotations only
+    from autograd.tensor import Tensor
 
 # Deeper than this, indentation stops growing and the depth is printed instead: a UNet's
 # graph is thousands of nodes deep, and its text must stay linear in the number of nodes.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from autograd.backend import check_tensor_dtype, device_of, get_array_module, host_array, is_array, to_device, to_numpy
+from autograd.graph import draw_graph, format_graph
 from autograd.ops._blocks import elementwise  # the threaded a + b that sums a gradient used twice
 
 if TYPE_CHECKING:  # +, @, sum, reshape, exp, ...: attached in autograd/tensor_methods.py, declared there
@@ -223,12 +224,10 @@ class Tensor(TensorMethods):
     def graph(self) -> str:
         """The graph that produced this tensor as indented text: op, shape and (after
         ``backward(retain_graph=True)``) the norm of the gradient that flowed through."""
-        from autograd.graph import format_graph
         return format_graph(self)
 
     def draw_graph(self, path: str | None = None, ax: Any = None) -> Any:
         """Draw ``graph()`` with matplotlib; saves to ``path`` if given, returns the figure."""
-        from autograd.graph import draw_graph
         return draw_graph(self, path=path, ax=ax)
 
     def __iter__(self) -> Iterator[Tensor]:

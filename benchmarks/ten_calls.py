@@ -27,7 +27,8 @@ import numpy as np
 from autograd.tensor import no_grad
 from tinydiff import samplers as S
 from tinydiff.evaluate import toy2d_metrics
-from tinydiff.sampling import generate, load_run, model_fn_for
+from tinydiff.run import load_run
+from tinydiff.sampling import generate, model_fn_for
 
 N, CALLS = 4000, 10
 

@@ -38,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from autograd import no_grad  # noqa: E402
 from tinydiff import plots  # noqa: E402
-from tinydiff.evaluate import DEFAULT_GUIDANCE, classifier_path, classify, digit_metrics, load_classifier  # noqa: E402
-from tinydiff.sampling import load_run, model_fn_for  # noqa: E402
+from tinydiff.defaults import DEFAULT_GUIDANCE, PREVIEW_SAMPLER, PREVIEW_STEPS, clips_x0  # noqa: E402
+from tinydiff.evaluate import classifier_path, classify, digit_metrics, load_classifier  # noqa: E402
+from tinydiff.run import load_run  # noqa: E402
+from tinydiff.sampling import model_fn_for  # noqa: E402
 from tinydiff.schedules import ddim_timesteps  # noqa: E402
 from tinydiff.train import Trainer, TrainConfig  # noqa: E402
 
@@ -56,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=300,
                    help="training steps when there is no checkpoint (the full default run is "
                         f"{TrainConfig.mnist().steps})")
-    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the reverse process")
+    p.add_argument("--sample-steps", type=int, default=PREVIEW_STEPS["mnist"],
+                   help="DDIM steps of the reverse process")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                    help="classifier-free guidance scale (class-conditional models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
@@ -127,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         fn = model_fn_for(run.model, labels, guidance)
         t0 = time.perf_counter()
         samples, trajectory = run.diffusion.sample(
-            fn, (len(labels) if labels is not None else 100, 1, 28, 28), sampler="ddim",
+            fn, (len(labels) if labels is not None else 100, 1, 28, 28), sampler=PREVIEW_SAMPLER,
             steps=args.sample_steps, rng=rng, return_trajectory=True, dtype=np.float32,
-            clip_x0=True, parameterization=cfg.parameterization)
+            clip_x0=clips_x0(cfg.task), parameterization=cfg.parameterization)
         seconds = time.perf_counter() - t0
     print(f"   {len(samples)} images in {seconds:.0f} s ({len(samples) / seconds:.1f} images/s)")
     path = plots.save_digit_grid(samples, out / "3_samples.png", nrow=10,

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from autograd import no_grad  # noqa: E402
 from tinydiff import plots  # noqa: E402
 from tinydiff.data.toy2d import TOY2D_DATASETS, sample_toy2d  # noqa: E402
+from tinydiff.defaults import PREVIEW_SAMPLER, PREVIEW_STEPS, clips_x0  # noqa: E402
 from tinydiff.evaluate import TOY_N, toy2d_metrics  # noqa: E402
 from tinydiff.sampling import model_fn_for  # noqa: E402
 from tinydiff.schedules import ddim_timesteps  # noqa: E402
@@ -48,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", choices=TOY2D_DATASETS, default="moons", help="the 2D distribution")
     p.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
-    p.add_argument("--sample-steps", type=int, default=100, help="DDIM steps of the reverse process")
+    p.add_argument("--sample-steps", type=int, default=PREVIEW_STEPS["toy2d"],
+                   help="DDIM steps of the reverse process")
     p.add_argument("--n", type=int, default=TOY_N, help="points sampled for the metric")
     p.add_argument("--seed", type=int, default=0, help="seed of training and sampling")
     p.add_argument("--out", default="runs/toy2d-demo", help="folder for the figures and the run")
@@ -100,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         # 4. The reverse process --------------------------------------------------------------
         print(f"\n4. Reverse process: noise -> data, DDIM with {args.sample_steps} steps")
         rng = np.random.default_rng(args.seed + 1)
-        samples, trajectory = diffusion.sample(fn, (args.n, 2), sampler="ddim", steps=args.sample_steps,
-                                               rng=rng, return_trajectory=True, dtype=np.float32,
+        samples, trajectory = diffusion.sample(fn, (args.n, 2), sampler=PREVIEW_SAMPLER,
+                                               steps=args.sample_steps, rng=rng, return_trajectory=True,
+                                               dtype=np.float32, clip_x0=clips_x0(config.task),
                                                parameterization=config.parameterization)
         reference = sample_toy2d(args.dataset, 2000, args.seed + 2)
         shown = [x[:2000] for x in trajectory]   # plot at most 2000 points

@@ -9,7 +9,8 @@ import numpy as np
 import autograd.random as ag_random
 
 from tinydiff.models import build_model
-from tinydiff.train import Toy2DBatches, TrainConfig
+from tinydiff.data.batches import Toy2DBatches
+from tinydiff.run import TrainConfig
 
 STEPS = 8
 BATCH = 32

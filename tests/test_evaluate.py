@@ -3,7 +3,6 @@ classifier cache (trained once, then loaded strictly), and the MNIST report on t
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from autograd.serialization import CheckpointError, load, save
 from tinydiff import evaluate
 from tinydiff.data.toy2d import sample_toy2d
-from tinydiff.sampling import sample_checkpoint
-from tinydiff.train import Trainer, TrainConfig
+from tinydiff.run import TrainConfig, sample_checkpoint
+from tinydiff.train import Trainer
 
 TINY_MLP = {"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2, "time_embed_dim": 16}
 
@@ -58,8 +57,8 @@ def test_toy_metrics_see_a_wrong_distribution():
 
 
 def test_evaluate_toy_checkpoint_matches_a_recomputation(toy_checkpoint, tmp_path, capsys):
-    args = SimpleNamespace(sampler="ddim", steps=10, n=600, seed=2, out=str(tmp_path / "m.json"))
-    result = evaluate.evaluate_checkpoint(toy_checkpoint.parent, args)     # a run folder works too
+    args = dict(sampler="ddim", steps=10, n=600, seed=2, out=str(tmp_path / "m.json"))
+    result = evaluate.evaluate_checkpoint(toy_checkpoint.parent, **args)   # a run folder works too
     printed = capsys.readouterr().out
     assert "data-vs-data floor" in printed and "ratio" in printed
     saved = json.loads((tmp_path / "m.json").read_text())
@@ -162,9 +161,9 @@ def test_evaluate_mnist_checkpoint_reports_everything(monkeypatch, tmp_path, mni
     real_load = mnist_module.load_mnist
     monkeypatch.setattr(mnist_module, "load_mnist",                # 200 test images keep it quick
                         lambda split, **kw: tuple(a[:200] for a in real_load(split, **kw)))
-    args = SimpleNamespace(n=12, steps=2, classifier=str(clf), data_dir=mnist_dir, bpd_n=4,
-                           speed=False, no_progress=True, guidance=2.0)
-    result = evaluate.evaluate_checkpoint(tmp_path / "run" / "checkpoint.npz", args)
+    args = dict(n=12, steps=2, classifier=str(clf), data_dir=mnist_dir, bpd_n=4,
+                speed=False, progress=False, guidance=2.0)
+    result = evaluate.evaluate_checkpoint(tmp_path / "run" / "checkpoint.npz", **args)
     assert result["mode"].startswith("class-conditional") and result["guidance"] == 2.0
     assert len(result["histogram"]) == 10 and sum(result["histogram"]) == pytest.approx(1.0)
     assert 0.1 <= result["mean_confidence"] <= 1.0
@@ -172,9 +171,9 @@ def test_evaluate_mnist_checkpoint_reports_everything(monkeypatch, tmp_path, mni
     assert 0 <= result["fid_floor"] < result["fid"]     # real digits beat a 2-step model
     assert result["bpd"]["n"] == 4 and 0 < result["bpd"]["bpd"] < np.inf
     assert "FID" in capsys.readouterr().out
-    args.unconditional, args.bpd_n, args.speed = True, 0, True
+    args.update(unconditional=True, bpd_n=0, speed=True)
     monkeypatch.setattr(evaluate, "SPEED_RUNS", (("ddpm", None, 2), ("ddim", 3, 2)))
-    result = evaluate.evaluate_checkpoint(tmp_path / "run", args)
+    result = evaluate.evaluate_checkpoint(tmp_path / "run", **args)
     assert result["mode"].startswith("unconditional") and result["label_agreement"] is None
     assert "bpd" not in result
     assert list(result["images_per_second"]) == ["DDPM (8 steps), batch 2", "DDIM (3 steps, eta=0), batch 2"]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tinydiff import cli
 from tinydiff.checkpoint import load_checkpoint
-from tinydiff.train import read_loss_log
+from tinydiff.run import read_loss_log
 
 # Per command: ~0.1-0.5 s each on the shared 2-core machine. TINYDIFF_FUZZ_EXAMPLES=500 (and
 # TINYDIFF_FUZZ_RANDOM=1 for fresh draws instead of the fixed ones) for a longer hunt.

@@ -160,7 +160,7 @@ def test_every_crafted_checkpoint_is_refused_cheaply(corpus, name):
 def test_a_config_bomb_is_refused_before_building_the_model(good, tmp_path):
     # hidden_dim 12000 beside weights of width 16 would build a 12000-wide MLP (GBs) first.
     from tinydiff.checkpoint import save_checkpoint
-    from tinydiff.sampling import load_run
+    from tinydiff.run import load_run
     state = load_checkpoint(good)
     for field, value in (("hidden_dim", 12000), ("num_layers", 10**6)):
         bad = {k: v for k, v in state.items() if k not in ("kind", "version")}

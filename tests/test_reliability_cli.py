@@ -190,7 +190,7 @@ def test_eval_with_a_non_finite_metric_fails(toy_run, monkeypatch, capsys):
     # e.g. an FID whose covariance square root fails on degenerate features: never exit 0 with it.
     import tinydiff.evaluate as evaluate
     monkeypatch.setattr(evaluate, "evaluate_checkpoint",
-                        lambda path, args: {"fid": 3.0, "bpd": {"n": 4, "bpd": float("nan")}})
+                        lambda path, **options: {"fid": 3.0, "bpd": {"n": 4, "bpd": float("nan")}})
     code, err = run(["eval", toy_run, "--no-progress"], capsys)
     assert code == 1
     assert_short_error(err, "the metric bpd.bpd is not finite")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tinydiff.checkpoint import load_checkpoint
-from tinydiff.train import Trainer, TrainConfig, TrainingDiverged, read_loss_log
+from tinydiff.run import read_loss_log
+from tinydiff.train import Trainer, TrainConfig, TrainingDiverged
 
 TINY_MLP = {"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2, "time_embed_dim": 16}
 

@@ -14,8 +14,9 @@ import pytest
 from autograd.nn import Parameter
 from tinydiff.checkpoint import load_checkpoint
 from tinydiff.ema import EMA
-from tinydiff.train import (ShuffledBatches, Toy2DBatches, Trainer, TrainConfig, TrainingDiverged,
-                            read_loss_log)
+from tinydiff.data.batches import ShuffledBatches, Toy2DBatches
+from tinydiff.run import read_loss_log
+from tinydiff.train import Trainer, TrainConfig, TrainingDiverged
 
 TINY_MLP = {"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2, "time_embed_dim": 16}
 

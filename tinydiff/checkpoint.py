@@ -8,7 +8,7 @@ not with a KeyError deep in a resume:
     kind, version   "tinydiff.train", 1
     step            optimizer steps done
     elapsed         training seconds so far
-    config          the TrainConfig as a dict (tinydiff.train.TrainConfig.from_dict rebuilds it)
+    config          the TrainConfig as a dict (tinydiff.run.TrainConfig.from_dict rebuilds it)
     model           model.state_dict(): parameter name -> array
     ema             EMA.state_dict(): decay, warmup, num_updates, shadow (name -> array)
     optimizer       optimizer.state_dict() (moments per parameter, hyperparameters)

@@ -26,17 +26,26 @@ from typing import Any, Sequence
 # they starve the Python thread that feeds them; a toy run then took 229 s instead of 28 s. With
 # one thread the small matrices here are at most ~15% slower, and never pathologically so. The
 # MNIST UNet's larger GEMMs did not change the verdict on the shared machine: 1.06-1.08 s per
-# default training step with one thread, 2.3-7.1 s with two (tinydiff/train.py, TrainConfig.mnist).
+# default training step with one thread, 2.3-7.1 s with two (tinydiff/run.py, TrainConfig.mnist).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import json  # noqa: E402 (after the BLAS setting)
+
+from autograd.backend import cuda_available, cuda_unavailable_reason  # noqa: E402
 from autograd.malloc import keep_freed_host_memory  # noqa: E402
+from tinydiff import defaults, distributed, evaluate, plots  # noqa: E402
 from tinydiff.cli_checks import (check_resume, finite_float, nonfinite_entry,  # noqa: E402
                                  nonnegative_int, option_message, output_file, output_folder,
                                  positive_int)
-from tinydiff.data.toy2d import TOY2D_DATASETS  # noqa: E402 (after the BLAS setting)
+from tinydiff.data.toy2d import TOY2D_DATASETS, sample_toy2d  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
 from tinydiff.errors import debug_requested, describe  # noqa: E402
-from tinydiff.schedules import SCHEDULES  # noqa: E402
+from tinydiff.lab import compare_samplers, comparison_table, oracle_lab  # noqa: E402
+from tinydiff.run import CHECKPOINT_NAME, TrainConfig, load_run, sample_shape  # noqa: E402
+from tinydiff.samplers import ODE_SAMPLERS, SIGMA_SCHEDULES, model_evaluations  # noqa: E402
+from tinydiff.sampling import generate  # noqa: E402
+from tinydiff.schedules import SCHEDULES, SPACINGS  # noqa: E402
+from tinydiff.train import Trainer  # noqa: E402
 
 import numpy as np  # noqa: E402 (after the BLAS setting)
 
@@ -144,7 +153,6 @@ The first MNIST evaluation trains the classifier (a few minutes) and caches it."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tinydiff.train import TrainConfig
     toy, mnist = TrainConfig.toy2d(), TrainConfig.mnist()
 
     parser = argparse.ArgumentParser(
@@ -204,29 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for MNIST. Reports samples per second.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddpm",
+    p.add_argument("--sampler", choices=SAMPLERS, default=defaults.SAMPLE_SAMPLER,
                    help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
                         "stochastic sampling over --steps steps; euler, heun, dpmpp_2m: the "
                         "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
                         "levels, S / 2S-1 / S model calls; euler_ancestral: the same with DDPM's "
-                        "noise (default: ddpm)")
+                        f"noise (default: {defaults.SAMPLE_SAMPLER})")
     p.add_argument("--steps", type=positive_int, metavar="S",
-                   help="denoising steps for ddim and the ODE samplers (default: 50); ddpm always "
-                        "takes all T steps")
+                   help=f"denoising steps for ddim and the ODE samplers (default: "
+                        f"{defaults.SAMPLE_STEPS}); ddpm always takes all T steps")
     p.add_argument("--eta", type=finite_float, default=0.0,
                    help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: 0)")
     _add_noise_level_options(p)
     p.add_argument("--n", type=positive_int, default=None,
-                   help="number of samples (default: 2000 points for toy2d, 64 images for mnist)")
+                   help=f"number of samples (default: {defaults.SAMPLE_N['toy2d']} points for "
+                        f"toy2d, {defaults.SAMPLE_N['mnist']} images for mnist)")
     p.add_argument("--batch-size", type=positive_int, default=1000, metavar="B",
                    help="samples drawn at once (default: 1000)")
     p.add_argument("--label", metavar="Y", default=None,
                    help="class-conditional models: the class to draw (0-9), 'none' for unconditional "
                         "samples, or 'all' to cycle through the classes (default: all)")
-    p.add_argument("--guidance", type=finite_float, default=1.0, metavar="S",
+    p.add_argument("--guidance", type=finite_float, default=defaults.SAMPLE_GUIDANCE, metavar="S",
                    help="classifier-free guidance scale s: eps_u + s (eps_c - eps_u); 1 = plain "
                         "conditional, >1 sharper and less diverse; the MNIST numbers in the README "
-                        "use 2 (default: 1)")
+                        f"use {defaults.DEFAULT_GUIDANCE:g} (default: {defaults.SAMPLE_GUIDANCE:g})")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
@@ -254,17 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and sampling speed.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+    p.add_argument("--sampler", choices=SAMPLERS, default=defaults.EVAL_SAMPLER,
                    help="sampler for the evaluated samples: ddpm, ddim, or an ODE sampler "
-                        "(euler, heun, dpmpp_2m) (default: ddim)")
+                        f"(euler, heun, dpmpp_2m) (default: {defaults.EVAL_SAMPLER})")
     p.add_argument("--steps", type=positive_int, default=None, metavar="S",
-                   help="ddim denoising steps (default: 100 for toy2d, 20 for mnist)")
+                   help=f"ddim denoising steps (default: {defaults.EVAL_STEPS['toy2d']} for toy2d, "
+                        f"{defaults.EVAL_STEPS['mnist']} for mnist)")
     p.add_argument("--eta", type=finite_float, default=0.0, help="ddim stochasticity (default: 0)")
     _add_noise_level_options(p)
     _add_nll_options(p)
     p.add_argument("--n", type=positive_int, default=None,
-                   help="number of samples to evaluate (default: 4000 points for toy2d, 10000 "
-                        "images for mnist)")
+                   help=f"number of samples to evaluate (default: {evaluate.TOY_N} points for "
+                        f"toy2d, {evaluate.MNIST_FID_N} images for mnist)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
@@ -275,13 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the MNIST classifier file; trained there once if missing (default: "
                         "$XDG_CACHE_HOME/tinydiff/mnist_classifier.npz, else ~/.cache/tinydiff/...)")
     g.add_argument("--guidance", type=finite_float, metavar="S",
-                   help="class-conditional checkpoints: classifier-free guidance scale (default: 2)")
+                   help=f"class-conditional checkpoints: classifier-free guidance scale "
+                        f"(default: {defaults.DEFAULT_GUIDANCE:g})")
     g.add_argument("--unconditional", action="store_true",
                    help="class-conditional checkpoints: sample with the null label instead of "
                         "labels 0-9 (the unconditional model learned by label dropout)")
     g.add_argument("--bpd-n", type=nonnegative_int, default=None, metavar="K",
                    help="test images for the bits/dim bound, each costing T model calls; 0 skips "
-                        "it (default: 100)")
+                        f"it (default: {evaluate.MNIST_BPD_N})")
     g.add_argument("--no-speed", dest="speed", action="store_false",
                    help="skip timing DDPM and DDIM-50 sampling")
     p.add_argument("--out", metavar="PATH", default=None,
@@ -343,7 +354,6 @@ def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_device(device: str | None) -> None:
     if device == "cuda":
-        from autograd.backend import cuda_available, cuda_unavailable_reason
         if not cuda_available():
             raise CLIError(f"--device cuda: {cuda_unavailable_reason()}")
 
@@ -364,7 +374,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _cmd_train_distributed(args: argparse.Namespace) -> int:
     """``cmd_train`` as one of K processes: rank 0 alone prints; an error on one rank alone
     stops them all, where a shared one (divergence, Ctrl-C) is reported once, by rank 0."""
-    from tinydiff import distributed
     _check_device(args.device)
     try:
         dist = distributed.init_distributed(args.device or "cpu")
@@ -398,7 +407,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
     """The Trainer that ``tinydiff train`` asks for: a new run, or the one in --out resumed."""
-    from tinydiff.train import CHECKPOINT_NAME, Trainer, TrainConfig
     over = _train_overrides(args)
     _check_device(over.get("device"))
     if args.task == "toy2d":
@@ -437,7 +445,7 @@ def _train_setup(args: argparse.Namespace, dist: Any = None) -> Any:
         except ValueError as exc:
             raise CLIError(option_message(str(exc))) from None
         trainer = Trainer(config, dist=dist)
-        n_params = sum(p.size for p in trainer.params)
+        n_params = trainer.model.num_parameters(trainable_only=True)
         print(f"Training {config.model['name']} ({n_params:,} parameters) on {config.dataset} "
               f"for {config.steps} steps, batch {config.batch_size}, on {config.device}"
               + (f", in {dist.size} processes ({dist.backend})" if dist is not None else ""))
@@ -465,29 +473,22 @@ def _train_run(args: argparse.Namespace, trainer: Any) -> int:
     return EXIT_OK
 
 
-def clips_x0(task: str) -> bool:
-    """Whether sampling clips x_0_hat to [-1, 1] by default: for images (bounded pixels), not
-    for toy 2D points (unbounded data)."""
-    return task == "mnist"
-
-
 def _save_preview(trainer: Any) -> Path:
     """A picture of what the run learned: DDIM samples from the EMA weights."""
-    from tinydiff import plots
-    from tinydiff.evaluate import DEFAULT_GUIDANCE
     cfg = trainer.config
     path = trainer.out_dir / "samples.png"
     if cfg.task == "toy2d":
-        from tinydiff.data.toy2d import sample_toy2d
-        steps = min(100, cfg.timesteps)
-        result = trainer.sample(2000, sampler="ddim", steps=steps, seed=cfg.seed)
-        plots.save_scatter(result.samples, path, reference=sample_toy2d(cfg.dataset, 2000, cfg.seed + 1),
+        n, steps = defaults.SAMPLE_N["toy2d"], min(defaults.PREVIEW_STEPS["toy2d"], cfg.timesteps)
+        result = trainer.sample(n, sampler=defaults.PREVIEW_SAMPLER, steps=steps, seed=cfg.seed)
+        plots.save_scatter(result.samples, path, reference=sample_toy2d(cfg.dataset, n, cfg.seed + 1),
                            title=f"{cfg.dataset}: DDIM ({steps} steps), step {trainer.step}")
     else:
-        labels = [i % 10 for i in range(64)] if cfg.class_cond else None
-        result = trainer.sample(64, sampler="ddim", steps=min(50, cfg.timesteps), seed=cfg.seed,
-                                labels=labels, clip_x0=True,
-                                guidance=DEFAULT_GUIDANCE if cfg.class_cond else 1.0)
+        n = defaults.SAMPLE_N["mnist"]
+        labels = defaults.balanced_labels(n) if cfg.class_cond else None
+        result = trainer.sample(n, sampler=defaults.PREVIEW_SAMPLER,
+                                steps=min(defaults.PREVIEW_STEPS["mnist"], cfg.timesteps),
+                                seed=cfg.seed, labels=labels, clip_x0=defaults.clips_x0(cfg.task),
+                                guidance=defaults.DEFAULT_GUIDANCE if cfg.class_cond else 1.0)
         plots.save_image_grid(result.samples, path, nrow=8)
     return path
 
@@ -500,7 +501,7 @@ def _parse_label(label: str | None, n: int, class_cond: bool) -> Any:
             raise CLIError("--label: this checkpoint's model is not class-conditional")
         return None
     if label is None or label == "all":
-        return [i % 10 for i in range(n)]
+        return defaults.balanced_labels(n)
     if label == "none":
         return None
     try:
@@ -513,9 +514,6 @@ def _parse_label(label: str | None, n: int, class_cond: bool) -> Any:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tinydiff import plots
-    from tinydiff.sampling import generate, load_run
-    from tinydiff.train import CHECKPOINT_NAME, sample_shape
     _check_device(args.device)
     args.out = str(output_file(args.out, "--out", suffix=".png"))
     if args.save_npy:
@@ -525,7 +523,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         path = path / CHECKPOINT_NAME
     run = load_run(path, device=args.device, use_ema=not args.no_ema)
     cfg = run.config
-    n = args.n if args.n is not None else (2000 if cfg.task == "toy2d" else 64)
+    n = args.n if args.n is not None else defaults.SAMPLE_N[cfg.task]
     if n < 1:
         raise CLIError(f"--n must be >= 1, got {n}")
     steps = args.steps
@@ -535,7 +533,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                            f"use --sampler ddim for fewer")
         steps = None
     elif steps is None:
-        steps = min(50, cfg.timesteps)
+        steps = min(defaults.SAMPLE_STEPS, cfg.timesteps)
     elif steps > cfg.timesteps:
         raise CLIError(f"--steps {steps}: this run has T={cfg.timesteps} timesteps; ddim takes "
                        f"1 to {cfg.timesteps} of them")
@@ -545,7 +543,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not 0.0 <= args.eta <= 1.0:
         raise CLIError(f"--eta must be in [0, 1], got {args.eta}")
 
-    clip_x0 = args.clip_x0 if args.clip_x0 is not None else clips_x0(cfg.task)
+    clip_x0 = args.clip_x0 if args.clip_x0 is not None else defaults.clips_x0(cfg.task)
     what = "ddpm (all %d steps)" % cfg.timesteps if args.sampler == "ddpm" else f"ddim ({steps} steps, eta={args.eta:g})"
     if args.sampler not in ("ddpm", "ddim"):
         what = _describe_ode(args.sampler, steps, args.spacing, args.sigmas)
@@ -562,7 +560,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     unit = "points" if cfg.task == "toy2d" else "images"
     print(f"{n} {unit} in {result.seconds:.2f} s: {result.per_second:.1f} {unit}/s")
     if cfg.task == "toy2d":
-        from tinydiff.data.toy2d import sample_toy2d
         plots.save_scatter(result.samples, args.out,
                            reference=sample_toy2d(cfg.dataset, n, args.seed + 1),
                            title=f"{cfg.dataset}: {what}")
@@ -571,7 +568,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
                               not isinstance(labels, int) else None)
     print(f"Figure: {args.out}")
     if args.save_npy:
-        import numpy as np
         parent = os.path.dirname(args.save_npy)
         if parent:
             os.makedirs(parent, exist_ok=True)
@@ -583,37 +579,34 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- eval, show-forward
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import importlib
-    try:
-        # import_module (not `from tinydiff import evaluate`) so sys.modules decides, as for any import
-        evaluate = importlib.import_module("tinydiff.evaluate")
-    except ImportError:
-        evaluate = None
-    if evaluate is None or not hasattr(evaluate, "evaluate_checkpoint"):
-        raise CLIError("evaluation is not available in this version "
-                       "(tinydiff.evaluate.evaluate_checkpoint is missing)")
     _check_device(args.device)
     if args.out:
         output_file(args.out, "--out")
     if args.n is not None and args.n < 2:
         raise CLIError(f"--n {args.n}: the metrics compare distributions and need at least 2 samples")
-    result = evaluate.evaluate_checkpoint(args.checkpoint, args)
+    result = evaluate.evaluate_checkpoint(args.checkpoint, **_eval_options(args))
     bad = nonfinite_entry(result)
     if bad is not None:
         raise CLIError(f"eval: the metric {bad} is not finite; the samples or the reference data "
                        f"are degenerate (too few samples? try a larger --n)")
-    return EXIT_OK if result is None or not isinstance(result, int) else result
+    return EXIT_OK
+
+
+def _eval_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `eval` options as ``evaluate_checkpoint``'s keyword arguments; an option left out
+    (None) takes the library's default."""
+    given = {name: getattr(args, name) for name in (
+        "sampler", "steps", "eta", "n", "seed", "device", "data_dir", "out", "classifier",
+        "guidance", "bpd_n", "spacing", "sigmas", "nll", "nll_steps", "nll_n")}
+    return {**{k: v for k, v in given.items() if v is not None}, "speed": args.speed,
+            "unconditional": args.unconditional, "progress": not args.no_progress}
 
 
 def cmd_show_forward(args: argparse.Namespace) -> int:
-    from tinydiff import plots
-    if not hasattr(plots, "show_forward"):
-        raise CLIError("show-forward is not available in this version "
-                       "(tinydiff.plots.show_forward is missing)")
     args.out = str(output_file(args.out, "--out", suffix=".png"))
     path = plots.show_forward(args.dataset, args.out, schedule=args.schedule,
                               timesteps=args.timesteps, seed=args.seed, data_dir=args.data_dir)
-    print(f"Figure: {path or args.out}")
+    print(f"Figure: {path}")
     return EXIT_OK
 
 
@@ -634,13 +627,12 @@ Each sampler gets the step count that spends at most E model calls (heun: 2S - 1
 
 
 def _add_noise_level_options(p: argparse.ArgumentParser) -> None:
-    from tinydiff.samplers import DEFAULT_ODE_SPACING, SIGMA_SCHEDULES
-    from tinydiff.schedules import DEFAULT_SPACING, SPACINGS
     p.add_argument("--spacing", choices=SPACINGS, default=None,
                    help="which --steps of the T timesteps ddim and the ODE samplers visit, with "
                         "diffusers' definitions: linspace (both ends), trailing (starts at T-1, "
                         "Lin et al. 2024), leading (starts at (S-1)(T//S)) "
-                        f"(default: {DEFAULT_SPACING} for ddim, {DEFAULT_ODE_SPACING} for the ODE "
+                        f"(default: {defaults.default_spacing('ddim')} for ddim, "
+                        f"{defaults.default_spacing('heun')} for the ODE "
                         "samplers, measured better for them)")
     p.add_argument("--sigmas", choices=SIGMA_SCHEDULES, default=None,
                    help="ODE samplers only: karras = Karras et al. eq. 5 noise levels (rho 7) "
@@ -664,13 +656,11 @@ def _add_nll_options(p: argparse.ArgumentParser) -> None:
 
 
 def _describe_ode(sampler: str, steps: int, spacing: str | None, sigmas: str | None) -> str:
-    from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
-    levels = f"{sigmas} sigmas" if sigmas else f"{spacing or DEFAULT_ODE_SPACING} spacing"
+    levels = f"{sigmas} sigmas" if sigmas else f"{spacing or defaults.default_spacing(sampler)} spacing"
     return f"{sampler} ({steps} steps, {levels}, {model_evaluations(sampler, steps)} model calls)"
 
 
 def _add_sampler_lab_parsers(sub: Any) -> None:
-    from tinydiff.samplers import ODE_SAMPLERS
     p = sub.add_parser("oracle", help="sample with the exact denoiser beside a trained run",
                        formatter_class=_HelpFormatter, epilog=ORACLE_EPILOG,
                        description="Separate the sampler's error from the network's: the same "
@@ -732,8 +722,6 @@ def _add_sampler_lab_parsers(sub: Any) -> None:
 
 
 def _load_run_arg(path: str) -> Any:
-    from tinydiff.sampling import load_run
-    from tinydiff.train import CHECKPOINT_NAME
     checkpoint = Path(path)
     if checkpoint.is_dir():
         checkpoint = checkpoint / CHECKPOINT_NAME
@@ -741,8 +729,6 @@ def _load_run_arg(path: str) -> Any:
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
-    import json
-    from tinydiff.lab import oracle_lab
     run_path = args.run or f"runs/toy2d-{args.dataset}"
     if not Path(run_path).exists():
         raise CLIError(f"oracle: no trained run at {run_path}; train one with 'tinydiff train toy2d "
@@ -770,7 +756,6 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_samplers(args: argparse.Namespace) -> int:
-    from tinydiff.lab import compare_samplers, comparison_table
     if args.n is not None and args.n < 2:
         raise CLIError("compare-samplers: --n must be >= 2")
     run = _load_run_arg(args.checkpoint)

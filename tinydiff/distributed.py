@@ -83,6 +83,7 @@ from typing import Any
 import numpy as np
 
 from autograd.backend import get_array_module, to_numpy
+from tinydiff.run import TrainingDiverged
 
 # Any 32-bit constant: keeps the dropout seeds' SeedSequence apart from the run's other streams.
 _DROPOUT_TAG = 0x64726F70  # "drop"
@@ -299,7 +300,6 @@ def report_failed_start(comm: Any) -> bool:
 # Exceptions that every rank raises at the same step, from the same all-reduced numbers: each
 # rank can stop on its own. Anything else may be one rank's alone, and must abort the others.
 def _agreed_errors() -> tuple[type[BaseException], ...]:
-    from tinydiff.train import TrainingDiverged  # noqa: PLC0415 (train imports this module)
     return (KeyboardInterrupt, TrainingDiverged, RanksDisagree)
 
 

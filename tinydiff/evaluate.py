@@ -22,8 +22,9 @@ cached (``classifier_path``), judges generated digits:
   all T terms (``GaussianDiffusion.calc_bpd_loop``);
 - sampling speed in images/s for DDPM (all T steps) and DDIM-50.
 
-``evaluate_checkpoint(path, args)`` runs the right set for a checkpoint and prints it (the
-``tinydiff eval`` command); the functions below it are usable on their own.
+``evaluate_checkpoint(path, n=..., sampler=..., ...)`` runs the right set for a checkpoint and
+prints it (the ``tinydiff eval`` command, which hands on its options as keyword arguments); the
+functions below it are usable on their own.
 """
 from __future__ import annotations
 
@@ -31,14 +32,27 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+import autograd.random as ag_random
 from autograd.backend import to_device, to_numpy
+from autograd.serialization import CheckpointError, load, save
 from autograd.tensor import Tensor, no_grad
+from tinydiff.data import mnist  # the module, so that tests can stand in for mnist.load_mnist
+from tinydiff.data.toy2d import sample_toy2d
+from tinydiff.defaults import DEFAULT_GUIDANCE, EVAL_SAMPLER, EVAL_STEPS, balanced_labels, clips_x0, default_spacing
+from tinydiff.likelihood import mnist_ode_bpd, toy2d_ode_nll
+from tinydiff.metrics import MMD_BANDWIDTH_MULTIPLIERS, fid_from_features, median_bandwidth, mmd_rbf, sliced_wasserstein
+from tinydiff.models import MNISTClassifier, build_model, classifier_accuracy, fit_classifier
+from tinydiff.models.fit import config_misfit
+from tinydiff.run import CHECKPOINT_NAME, LoadedRun, load_run, sample_shape
+from tinydiff.samplers import model_evaluations
+from tinydiff.sampling import generate, model_fn_for
 
 CLASSIFIER_FILE = "mnist_classifier.npz"
 CLASSIFIER_KIND = "tinydiff.mnist_classifier"
@@ -50,7 +64,6 @@ TOY_REPEATS = 5              # independent reference draws averaged over (the fl
 TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many points, first draw only
 MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
 MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)
-DEFAULT_GUIDANCE = 2.0       # classifier-free guidance scale for class-conditional MNIST samples
 SPEED_RUNS = (("ddpm", None, 16), ("ddim", 50, 64))   # (sampler, steps, images in one batch)
 
 
@@ -93,7 +106,6 @@ def reference_draws(dataset: str, n: int, seed: int = 0, repeats: int = TOY_REPE
     Seeded from (seed, r) and constants of their own, so they never coincide with a training
     stream (seeds 0, 1, ...) and the same arguments always give the same points.
     """
-    from tinydiff.data.toy2d import sample_toy2d
     return [(sample_toy2d(dataset, n, np.random.default_rng([seed, r, 7919])),
              sample_toy2d(dataset, n, np.random.default_rng([seed, r, 104729])))
             for r in range(repeats)]
@@ -111,8 +123,6 @@ def toy2d_metrics(samples: Any, dataset: str, seed: int = 0, n_projections: int 
     with the same kernel; being O(n^2), MMD uses the first ``TOY_MMD_N`` points of the first
     pair only.
     """
-    from tinydiff.metrics import MMD_BANDWIDTH_MULTIPLIERS, median_bandwidth, mmd_rbf, sliced_wasserstein
-
     x = np.asarray(to_numpy(samples), dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2 or len(x) < 2:
         raise ValueError(f"toy2d_metrics: expected samples of shape (n >= 2, 2), got {x.shape}")
@@ -152,12 +162,9 @@ def train_classifier(data_dir: str | os.PathLike | None = None, epochs: int = 3,
                      subset: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Train ``MNISTClassifier`` on the MNIST training set (the first ``subset`` images if given);
     returns the model (eval mode) and a dict of facts about it, including its test accuracy."""
-    import autograd.random as ag_random
-    from tinydiff.data.mnist import load_mnist
-    from tinydiff.models import MNISTClassifier, classifier_accuracy, fit_classifier
 
-    images, labels = load_mnist("train", data_dir=data_dir, progress=progress)
-    test_images, test_labels = load_mnist("test", data_dir=data_dir, progress=progress)
+    images, labels = mnist.load_mnist("train", data_dir=data_dir, progress=progress)
+    test_images, test_labels = mnist.load_mnist("test", data_dir=data_dir, progress=progress)
     if subset is not None:
         images, labels = images[:subset], labels[:subset]
         test_images, test_labels = test_images[:subset], test_labels[:subset]
@@ -175,7 +182,6 @@ def train_classifier(data_dir: str | os.PathLike | None = None, epochs: int = 3,
 
 def save_classifier(model: Any, info: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write the classifier's architecture, weights and ``info`` to ``path`` atomically."""
-    from autograd.serialization import save
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save({"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "config": model.get_config(),
@@ -185,9 +191,6 @@ def save_classifier(model: Any, info: dict[str, Any], path: str | os.PathLike) -
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild a saved classifier, loading its weights strictly (every parameter, nothing else)."""
-    from autograd.serialization import CheckpointError, load
-    from tinydiff.models import build_model
-    from tinydiff.models.fit import config_misfit
     state = load(path)
     if not isinstance(state, dict) or state.get("kind") != CLASSIFIER_KIND:
         raise CheckpointError(f"{path}: not an MNIST classifier file (kind "
@@ -267,9 +270,8 @@ class DigitMetrics:
 
 def digit_metrics(probs: np.ndarray, features: np.ndarray | None = None,
                   reference_features: np.ndarray | None = None,
-                  labels: Sequence[int] | None = None) -> DigitMetrics:
+                  labels: Sequence[int] | np.ndarray | None = None) -> DigitMetrics:
     """Class histogram, mean confidence (and label agreement, FID) from classifier outputs."""
-    from tinydiff.metrics import fid_from_features
     probs = np.asarray(probs)
     pred = probs.argmax(axis=1)
     hist = np.bincount(pred, minlength=probs.shape[1]) / len(pred)
@@ -281,12 +283,7 @@ def digit_metrics(probs: np.ndarray, features: np.ndarray | None = None,
                         agreement, fid)
 
 
-def balanced_labels(n: int) -> np.ndarray:
-    """0, 1, ..., 9, 0, 1, ...: ``n`` labels with every class equally often (within one)."""
-    return np.arange(n, dtype=np.int64) % 10
-
-
-def mnist_bpd(run: Any, images: Any, labels: Any = None, seed: int = 0, batch_size: int = 100,
+def mnist_bpd(run: LoadedRun, images: Any, labels: Any = None, seed: int = 0, batch_size: int = 100,
               progress: bool = False, device: str = "cpu", clip_x0: bool = True) -> dict[str, float]:
     """Mean NLL bound in bits/dim of ``images`` under a loaded run (all T terms of eq. 5).
 
@@ -295,7 +292,6 @@ def mnist_bpd(run: Any, images: Any, labels: Any = None, seed: int = 0, batch_si
     clips x_0_hat to [-1, 1] in each reverse mean, as improved-diffusion's image NLL does.
     Returns the mean, its standard error over the images, the prior term and n.
     """
-    from tinydiff.sampling import model_fn_for
     if device == "cuda":
         import cupy  # noise on the GPU, next to the model
         rng = cupy.random.default_rng(seed)
@@ -317,33 +313,46 @@ def mnist_bpd(run: Any, images: Any, labels: Any = None, seed: int = 0, batch_si
             "n": int(len(total))}
 
 
-def sampling_speed(run: Any, sampler: str, steps: int | None, n: int, labels: Any = None,
+def sampling_speed(run: LoadedRun, sampler: str, steps: int | None, n: int, labels: Any = None,
                    guidance: float = 1.0, device: str = "cpu") -> float:
     """Images per second of ``n`` images drawn in one batch."""
-    from tinydiff.sampling import generate
-    from tinydiff.train import sample_shape
     result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=sampler,
                       steps=steps, labels=labels, guidance=guidance, batch_size=n, seed=0,
                       device=device, parameterization=run.config.parameterization,
-                      clip_x0=run.config.task == "mnist")
+                      clip_x0=clips_x0(run.config.task))
     return result.per_second
 
 
 # =========================================================================== the eval command
 
-def evaluate_checkpoint(path: str | os.PathLike, args: Any) -> dict[str, Any]:
-    """``tinydiff eval``: the metrics of a checkpoint, printed and (with ``args.out``) saved as JSON.
+def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
+                        steps: int | None = None, eta: float = 0.0, n: int | None = None,
+                        seed: int = 0, device: str = "cpu",
+                        data_dir: str | os.PathLike | None = None,
+                        out: str | os.PathLike | None = None,
+                        classifier: str | os.PathLike | None = None, guidance: float | None = None,
+                        bpd_n: int = MNIST_BPD_N, speed: bool = True, unconditional: bool = False,
+                        progress: bool = True, spacing: str | None = None, sigmas: str | None = None,
+                        nll: str = "vlb", nll_steps: int | None = None,
+                        nll_n: int | None = None) -> dict[str, Any]:
+    """``tinydiff eval``: the metrics of a checkpoint (or its run folder), printed, returned as a
+    dict and (with ``out``) saved as JSON.
 
-    ``args`` carries the command's options (sampler, steps, eta, n, seed, device, data_dir, out,
-    and for MNIST classifier, guidance, bpd_n, speed); missing ones take their defaults.
+    ``sampler``, ``steps`` (default ``EVAL_STEPS`` of the task), ``eta``, ``spacing``, ``sigmas``
+    and ``seed`` pick how the ``n`` evaluated samples are drawn (default ``TOY_N`` points or
+    ``MNIST_FID_N`` images). MNIST only: ``classifier`` (file, trained there once if missing),
+    ``data_dir``, ``guidance`` (class-conditional; default ``DEFAULT_GUIDANCE``),
+    ``unconditional`` (sample with the null label), ``bpd_n`` test images for the bits/dim
+    bound (0 skips it), ``speed`` (time DDPM and DDIM-50). ``nll="ode"`` adds the exact
+    probability-flow likelihood over ``nll_n`` points or images with ``nll_steps`` Heun steps.
     """
-    from tinydiff.sampling import load_run
-    from tinydiff.train import CHECKPOINT_NAME
-
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    opt = _Options(args)
+    opt = _Options(sampler=sampler, steps=steps, eta=eta, n=n, seed=seed, device=device,
+                   data_dir=data_dir, out=out, classifier=classifier, guidance=guidance,
+                   bpd_n=bpd_n, speed=speed, unconditional=unconditional, progress=progress,
+                   spacing=spacing, sigmas=sigmas, nll=nll, nll_steps=nll_steps, nll_n=nll_n)
     run = load_run(path, device=opt.device)
     print(f"Evaluating {path} (step {run.step}, EMA weights, {run.config.task})", flush=True)
     if run.config.task == "toy2d":
@@ -352,40 +361,35 @@ def evaluate_checkpoint(path: str | os.PathLike, args: Any) -> dict[str, Any]:
         result = _evaluate_mnist(run, opt)
     result = {"checkpoint": str(path), "step": run.step, **result}
     if opt.out:
-        out = Path(opt.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"Metrics: {out}")
+        out_path = Path(opt.out)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"Metrics: {out_path}")
     return result
 
 
+@dataclass(frozen=True)
 class _Options:
-    """The eval options with their defaults, read from an argparse Namespace (or any object)."""
-
-    def __init__(self, args: Any) -> None:
-        def get(name: str, default: Any = None) -> Any:
-            value = getattr(args, name, None)
-            return default if value is None else value
-
-        self.sampler = get("sampler", "ddim")
-        self.steps = get("steps")
-        self.eta = get("eta", 0.0)
-        self.n = get("n")
-        self.seed = get("seed", 0)
-        self.device = get("device", "cpu")
-        self.data_dir = get("data_dir")
-        self.out = get("out")
-        self.classifier = get("classifier")
-        self.guidance = get("guidance")
-        self.bpd_n = get("bpd_n", MNIST_BPD_N)
-        self.speed = bool(get("speed", True))
-        self.unconditional = bool(get("unconditional", False))
-        self.progress = not bool(get("no_progress", False))
-        self.spacing = get("spacing")
-        self.sigmas = get("sigmas")
-        self.nll = get("nll", "vlb")
-        self.nll_steps = get("nll_steps")
-        self.nll_n = get("nll_n")
+    """The keyword arguments of ``evaluate_checkpoint``, handed on together (defaults: there)."""
+    sampler: str
+    steps: int | None
+    eta: float
+    n: int | None
+    seed: int
+    device: str
+    data_dir: str | os.PathLike | None
+    out: str | os.PathLike | None
+    classifier: str | os.PathLike | None
+    guidance: float | None
+    bpd_n: int
+    speed: bool
+    unconditional: bool
+    progress: bool
+    spacing: str | None
+    sigmas: str | None
+    nll: str
+    nll_steps: int | None
+    nll_n: int | None
 
 
 def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
@@ -396,18 +400,15 @@ def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
 
 def _describe(sampler: str, steps: int | None, T: int, eta: float, spacing: str | None = None,
               sigmas: str | None = None) -> str:
-    if sampler not in ("ddpm", "ddim"):
-        from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
-        levels = f"{sigmas} sigmas" if sigmas else f"{spacing or DEFAULT_ODE_SPACING} spacing"
+    if sampler not in ("ddpm", "ddim") and steps is not None:   # an ODE sampler always has steps
+        levels = f"{sigmas} sigmas" if sigmas else f"{spacing or default_spacing(sampler)} spacing"
         return f"{sampler} ({steps} steps, {levels}, {model_evaluations(sampler, steps)} model calls)"
     return f"DDPM ({T} steps)" if sampler == "ddpm" else f"DDIM ({steps} steps, eta={eta:g})"
 
 
-def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
-    from tinydiff.sampling import generate
-    from tinydiff.train import sample_shape
+def _evaluate_toy(run: LoadedRun, opt: _Options) -> dict[str, Any]:
     T = run.config.timesteps
-    steps = _sampler_steps(opt, T, default=100)
+    steps = _sampler_steps(opt, T, default=EVAL_STEPS["toy2d"])
     n = TOY_N if opt.n is None else opt.n   # 0 is an error below, not the default
     result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
@@ -419,7 +420,6 @@ def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
     print(metrics.report())
     out = {"task": "toy2d", "sampler": what, **metrics.as_dict()}
     if opt.nll == "ode":
-        from tinydiff.likelihood import toy2d_ode_nll
         nll = toy2d_ode_nll(run, n=opt.nll_n or 1000, steps=opt.nll_steps or 100, seed=opt.seed,
                             progress=opt.progress)
         truth = (f"; the true mixture density gives {nll['true_nll_nats']:.4f}"
@@ -431,21 +431,17 @@ def _evaluate_toy(run: Any, opt: _Options) -> dict[str, Any]:
     return out
 
 
-def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
-    from tinydiff.data.mnist import load_mnist
-    from tinydiff.metrics import fid_from_features
-    from tinydiff.sampling import generate
-    from tinydiff.train import sample_shape
+def _evaluate_mnist(run: LoadedRun, opt: _Options) -> dict[str, Any]:
 
     cfg, T = run.config, run.config.timesteps
     classifier, info = get_classifier(opt.classifier, data_dir=opt.data_dir, device=opt.device,
                                       progress=opt.progress)
     print(f"Classifier: {classifier_path(opt.classifier)} ({100 * info['test_accuracy']:.2f}% test "
           f"accuracy)", flush=True)
-    test_images, test_labels = load_mnist("test", data_dir=opt.data_dir, progress=opt.progress)
+    test_images, test_labels = mnist.load_mnist("test", data_dir=opt.data_dir, progress=opt.progress)
     test_features, _ = classify(classifier, test_images)
 
-    steps = _sampler_steps(opt, T, default=20)
+    steps = _sampler_steps(opt, T, default=EVAL_STEPS["mnist"])
     n = MNIST_FID_N if opt.n is None else opt.n
     conditional = cfg.class_cond and not opt.unconditional
     guidance = (opt.guidance if opt.guidance is not None else DEFAULT_GUIDANCE) if conditional else 1.0
@@ -456,7 +452,7 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
     print(f"Generating {n} images: {what}, x_0_hat clipped to [-1, 1], {mode}", flush=True)
     result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=opt.sampler,
                       steps=steps, eta=opt.eta, labels=labels, guidance=guidance,
-                      batch_size=500, seed=opt.seed, device=opt.device, clip_x0=True,
+                      batch_size=500, seed=opt.seed, device=opt.device, clip_x0=clips_x0(cfg.task),
                       parameterization=cfg.parameterization, progress=opt.progress,
                       spacing=opt.spacing, sigmas=opt.sigmas)
     print(f"  {n} images in {result.seconds:.0f} s ({result.per_second:.2f} images/s)", flush=True)
@@ -464,7 +460,7 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
     digits = digit_metrics(probs, features, test_features, labels)
     print(digits.report(), flush=True)
     # The floor: n real training digits against the same test set (FID is biased upwards at small n).
-    train_images, _ = load_mnist("train", data_dir=opt.data_dir, progress=opt.progress)
+    train_images, _ = mnist.load_mnist("train", data_dir=opt.data_dir, progress=opt.progress)
     pick = np.random.default_rng(opt.seed).choice(len(train_images), min(n, len(train_images)), replace=False)
     fid_floor = fid_from_features(classify(classifier, train_images[pick])[0], test_features)
     print(f"  FID floor: {len(pick)} training images vs the test images  {fid_floor:.2f}", flush=True)
@@ -481,7 +477,6 @@ def _evaluate_mnist(run: Any, opt: _Options) -> dict[str, Any]:
               f"{bpd['prior_bpd']:.2g})", flush=True)
         out["bpd"] = bpd
     if opt.nll == "ode":
-        from tinydiff.likelihood import mnist_ode_bpd
         k = min(opt.nll_n or 20, len(test_images))
         steps_nll = opt.nll_steps or 400  # fewer had not converged (README, "Exact likelihood")
         print(f"ODE bits/dim on the first {k} test images (Hutchinson trace, dequantised, "

@@ -8,29 +8,29 @@
   sliced W2 over its data-vs-data floor; MNIST: FID on the classifier's features), with DDPM's
   1000 steps as the reference line; one figure, one table (markdown and JSON).
 
-Depends on tinydiff.sampling (runs), tinydiff.evaluate (metrics), tinydiff.oracle; matplotlib
+Depends on tinydiff.sampling (runs), tinydiff.evaluate (metrics), tinydiff.oracle, tinydiff.defaults; matplotlib
 is imported where a figure is drawn.
 """
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from autograd.tensor import no_grad
 from tinydiff.data.mnist import load_mnist
 from tinydiff.data.toy2d import sample_toy2d, toy2d_mixture
-from tinydiff.evaluate import (DEFAULT_GUIDANCE, balanced_labels, classify, get_classifier,
-                               toy2d_metrics)
+from tinydiff.defaults import DEFAULT_GUIDANCE, balanced_labels, default_spacing
+from tinydiff.evaluate import classify, get_classifier, toy2d_metrics
 from tinydiff.metrics import fid_from_features
 from tinydiff.oracle import mixture_denoiser, oracle_model, training_set_denoiser
-from tinydiff.samplers import DEFAULT_ODE_SPACING, model_evaluations
+from tinydiff.run import sample_shape
+from tinydiff.samplers import model_evaluations
 from tinydiff.sampling import generate, model_fn_for
-from tinydiff.schedules import DEFAULT_SPACING
-from tinydiff.train import sample_shape
 
 ORACLE_TS = (0.02, 0.1, 0.3, 0.6)   # the fractions of T where the score fields are compared
 MIXTURE_DATASETS = ("gmm", "8gaussians")  # the toy datasets with a closed-form density
@@ -46,10 +46,6 @@ def exact_model(dataset: str, alphas_cumprod: np.ndarray, train_points: int = 20
     points = sample_toy2d(dataset, train_points, np.random.default_rng([seed, 31337]))
     return oracle_model(training_set_denoiser(points), alphas_cumprod), \
         f"the optimum on {train_points} {dataset} points (it memorises them)"
-
-
-def _default_spacing(sampler: str) -> str:
-    return DEFAULT_SPACING if sampler in ("ddpm", "ddim") else DEFAULT_ODE_SPACING
 
 
 # --------------------------------------------------------------------------- tinydiff oracle
@@ -78,7 +74,7 @@ def oracle_lab(run: Any, sampler: str, steps: int, spacing: str | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     label = f"{sampler}, {steps} steps" + (f", {sigmas} sigmas" if sigmas else
-                                            f", {spacing or _default_spacing(sampler)} spacing")
+                                            f", {spacing or default_spacing(sampler)} spacing")
     samples_png = save_oracle_samples(exact_samples, learned_samples, cfg.dataset, scores, label,
                                       out / f"oracle_{cfg.dataset}_samples.png", seed)
     field_png, errors = save_score_comparison(learned, exact, d, cfg.dataset,
@@ -245,7 +241,7 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
                                    steps=steps, sigmas=sigmas, seed=seed + r, **common).samples)
                   for r, quality in enumerate(qualities)]
         mean = {k: float(np.mean([q[k] for q in scores])) for k in scores[0]}
-        row = {"sampler": sampler, "sigmas": sigmas or _default_spacing(sampler), "steps": steps,
+        row = {"sampler": sampler, "sigmas": sigmas or default_spacing(sampler), "steps": steps,
                "evaluations": calls, "budget": budget, **mean,
                "ratios": [q["ratio"] for q in scores], "seconds": time.perf_counter() - start}
         rows.append(row)

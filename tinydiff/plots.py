@@ -26,6 +26,11 @@ from typing import Any
 import numpy as np
 
 from autograd.backend import to_numpy
+from tinydiff.data.mnist import load_mnist
+from tinydiff.data.toy2d import sample_toy2d
+from tinydiff.diffusion import GaussianDiffusion
+from tinydiff.run import LOG_NAME, read_loss_log
+from tinydiff.schedules import make_beta_schedule
 
 
 def _ensure_parent(path: str | os.PathLike) -> None:
@@ -149,17 +154,12 @@ def show_forward(dataset: str, out: str | os.PathLike, schedule: str = "linear",
     panels. t is counted as in the paper: t = 0 is the data, t = T the last step (code index T-1).
     Returns the path of the PNG.
     """
-    from tinydiff.diffusion import GaussianDiffusion
-    from tinydiff.schedules import make_beta_schedule
-
     diffusion = GaussianDiffusion(make_beta_schedule(schedule, timesteps))
     rng = np.random.default_rng(seed)
     if dataset == "mnist":
-        from tinydiff.data.mnist import load_mnist
         images, _ = load_mnist("test", data_dir=data_dir, progress=False)
         x0 = images[rng.choice(len(images), n or 6, replace=False)].astype(np.float64)
     else:
-        from tinydiff.data.toy2d import sample_toy2d
         x0 = sample_toy2d(dataset, n or 2000, rng).astype(np.float64)
     eps = rng.standard_normal(x0.shape)
     ts = forward_timesteps(timesteps)
@@ -268,7 +268,6 @@ def save_direction_field(model_fn: Callable[[Any, Any], Any], diffusion: Any, pa
     quiver = None
     for ax, t in zip(axes, ts):
         if dataset is not None:
-            from tinydiff.data.toy2d import sample_toy2d
             x0 = sample_toy2d(dataset, 2000, rng).astype(np.float64)
             xt = diffusion.q_sample(x0, int(t), rng.standard_normal(x0.shape))
             ax.scatter(xt[:, 0], xt[:, 1], s=2, c=DATA_COLOR, linewidths=0)
@@ -310,7 +309,6 @@ def save_loss_curves(logs: Any, path: str | os.PathLike, weight: float | None = 
     (default: from the run length, an averaging window of about 1/100 of it, within
     [0.8, 0.99]: a longer window lags visibly behind the fast early drop).
     """
-    from tinydiff.train import LOG_NAME, read_loss_log
     runs = logs if isinstance(logs, dict) else {None: logs}
     fig = _figure(6.4, 3.8)
     ax = fig.subplots()

@@ -13,14 +13,15 @@
   i.e. w = s - 1.) Both predictions come from one forward pass on a doubled batch.
 - ``generate(...)`` samples ``n`` points or images in batches, under ``no_grad``, with the model
   in eval mode, on the CPU (NumPy) or a GPU (CuPy, noise drawn on the device), and times it.
-- ``load_run(checkpoint)`` rebuilds a checkpoint's model with its EMA weights, and its diffusion.
+
+A checkpoint's model with its EMA weights comes from ``tinydiff.run.load_run``.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -152,56 +153,3 @@ def generate(model: Any, diffusion: GaussianDiffusion, n: int, shape: Sequence[i
         raise NonFiniteSamples(f"{bad} of {n} samples hold NaN or inf: the model's predictions "
                                f"are not finite (diverged weights?) or an option is extreme")
     return SampleResult(samples, label_arr, seconds, n / seconds if seconds > 0 else float("inf"))
-
-
-# --------------------------------------------------------------------------- from a checkpoint
-
-class LoadedRun(NamedTuple):
-    model: Any                  # the checkpoint's architecture holding its EMA weights, eval mode
-    diffusion: GaussianDiffusion
-    config: Any                 # tinydiff.train.TrainConfig
-    step: int                   # training steps behind these weights
-
-
-def load_run(path: str | os.PathLike, device: str = "cpu", use_ema: bool = True) -> LoadedRun:
-    """Rebuild a training checkpoint's model (with its EMA weights unless ``use_ema=False``) on
-    ``device``, and its diffusion process, ready for ``generate``."""
-    from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint
-    from tinydiff.health import nonfinite_weights  # here: health imports this module
-    from tinydiff.models import build_model
-    from tinydiff.schedules import make_beta_schedule
-    from tinydiff.train import TrainConfig
-
-    state = load_checkpoint(path)
-    try:
-        config = TrainConfig.from_dict(state["config"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: its saved config is invalid: {exc}") from None
-    check_model_fits(path, config.model_config(), state)
-    model = build_model(config.model_config())
-    weights = dict(state["model"])
-    if use_ema:
-        weights.update(state["ema"]["shadow"])
-    bad = nonfinite_weights(weights)
-    if bad is not None:
-        raise CheckpointError(f"{path}: weight {bad!r} holds NaN or inf; it cannot give finite "
-                              f"samples (tinydiff never saves such weights: was it edited?)")
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: its weights do not fit the model its config describes: "
-                              f"{' '.join(str(exc).split())}") from None
-    model.to(device)
-    model.eval()
-    diffusion = GaussianDiffusion(make_beta_schedule(config.schedule, config.timesteps))
-    return LoadedRun(model, diffusion, config, int(state["step"]))
-
-
-def sample_checkpoint(path: str | os.PathLike, n: int, *, device: str = "cpu",
-                      **kwargs: Any) -> tuple[SampleResult, LoadedRun]:
-    """``generate`` from a checkpoint's EMA weights; keyword arguments as for ``generate``."""
-    from tinydiff.train import sample_shape
-    run = load_run(path, device=device)
-    result = generate(run.model, run.diffusion, n, sample_shape(run.config), device=device,
-                      parameterization=run.config.parameterization, **kwargs)
-    return result, run

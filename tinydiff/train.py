@@ -33,270 +33,49 @@ only rank 0 writes files.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 import autograd.functional as F
 import autograd.random as ag_random
-from autograd.backend import get_array_module, to_device
+from autograd.backend import to_device
 from autograd.malloc import keep_freed_host_memory
 from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff import distributed
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
 from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint, save_checkpoint
-from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
+from tinydiff.data.batches import make_batches
+from tinydiff.diffusion import GaussianDiffusion
 from tinydiff.ema import EMA
 from tinydiff.health import nonfinite_weights, sampling_is_finite
 from tinydiff.losses import sample_timesteps
-from tinydiff.schedules import SCHEDULES, make_beta_schedule
+from tinydiff.models import build_model
+from tinydiff.run import (
+    CHECKPOINT_NAME,
+    LOG_COLUMNS,
+    LOG_NAME,
+    RESUMABLE_OVERRIDES,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    csv_line,
+    format_log_row,
+    is_log_row,
+    sample_shape,
+)
+from tinydiff.sampling import generate
+from tinydiff.schedules import make_beta_schedule
 
-TASKS = ("toy2d", "mnist")
-OPTIMIZERS = ("adam", "adamw")
-CHECKPOINT_NAME = "checkpoint.npz"
-LOG_NAME = "loss.csv"
-LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "time")
-
-# Settings that may differ between a run and its resumption without changing the run itself
-# (where files go, the progress bar) or that extend it (steps); all others must match.
-RESUMABLE_OVERRIDES = frozenset({"steps", "device", "out_dir", "progress", "ckpt_every",
-                                 "log_every", "data_dir"})
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite; the weights were not updated."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by a signal (SIGINT or SIGTERM); ``exit_code`` is the shell's 128 + signum."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-        self.exit_code = 128 + self.signum
-
-
-# --------------------------------------------------------------------------- configuration
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved in every checkpoint (as JSON).
-
-    Use the presets ``TrainConfig.toy2d(...)`` and ``TrainConfig.mnist(...)``, which fill in a
-    model and hyperparameters that work, and override fields by keyword.
-    """
-
-    # data
-    task: str = "toy2d"                 # "toy2d" (2D point clouds) or "mnist" (28x28 digits)
-    dataset: str = "moons"              # toy2d: a name in tinydiff.data.TOY2D_DATASETS
-    data_dir: str | None = None         # mnist: folder with the IDX files (else cache/download)
-    class_cond: bool = False            # condition on labels (mnist only)
-    p_uncond: float = 0.1               # class_cond: probability of the null label (CFG training)
-    # model: keyword arguments of tinydiff.models.build_model ("name" picks the architecture)
-    model: dict = field(default_factory=lambda: {"name": "mlp", "data_dim": 2, "hidden_dim": 256,
-                                                 "num_layers": 3, "time_embed_dim": 32})
-    # diffusion
-    schedule: str = "linear"            # beta schedule: see tinydiff.schedules.SCHEDULES
-    timesteps: int = 1000               # T
-    parameterization: str = "eps"       # what the model predicts: "eps", "x0" or "v"
-    # optimisation
-    steps: int = 5000                   # total optimizer steps of the run
-    batch_size: int = 512
-    lr: float = 2e-3                    # peak learning rate, reached after warmup_steps
-    optimizer: str = "adam"             # "adam" or "adamw"
-    weight_decay: float = 0.0           # L2 (adam) or decoupled (adamw) weight decay
-    warmup_steps: int = 100             # linear LR warmup from 0 over this many steps
-    grad_clip: float = 1.0              # max global gradient norm (0 = no clipping)
-    ema_decay: float = 0.999            # EMA decay d (with warmup min(d, (1+n)/(10+n)))
-    # reproducibility and bookkeeping
-    seed: int = 0
-    device: str = "cpu"                 # "cpu" (NumPy) or "cuda" (CuPy)
-    out_dir: str = "runs/toy2d-moons"   # checkpoint.npz, loss.csv, config.json go here
-    ckpt_every: int = 1000              # save a checkpoint every this many steps (and at the end)
-    log_every: int = 1                  # write a loss.csv row every this many steps
-    progress: bool = True               # show a tqdm progress bar
-
-    @classmethod
-    def toy2d(cls, dataset: str = "moons", **overrides: Any) -> TrainConfig:
-        """A small MLP on a 2D toy distribution; trains in about a minute on two CPU cores."""
-        base = dict(task="toy2d", dataset=dataset, out_dir=f"runs/toy2d-{dataset}")
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def mnist(cls, class_cond: bool = True, **overrides: Any) -> TrainConfig:
-        """A small class-conditional UNet on MNIST, sized for ~50 minutes on two CPU cores.
-
-        Measured on the shared 2-core machine (one BLAS thread): ~1 s per step of 64 images
-        for this 281k-parameter UNet (16 base channels, one ResBlock per level), against 7.5 s
-        for the 32-channel, two-block UNet at batch 128. A short run wants a high learning rate
-        and no dropout; classifier-free guidance at sampling time makes up for the small net.
-        """
-        base = dict(task="mnist", dataset="mnist", class_cond=class_cond,
-                    model={"name": "unet", "in_channels": 1, "out_channels": 1,
-                           "model_channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
-                           "attention_resolutions": [7], "dropout": 0.0, "image_size": 28},
-                    schedule="cosine", steps=3000, batch_size=64, lr=1e-3, optimizer="adamw",
-                    warmup_steps=100, ema_decay=0.999, ckpt_every=250,
-                    out_dir="runs/mnist-cond" if class_cond else "runs/mnist")
-        return cls(**{**base, **overrides})
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field and what would be valid."""
-        def bad(name: str, valid: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid: {valid}")
-        if self.task not in TASKS:
-            raise bad("task", f"expected one of {', '.join(TASKS)}")
-        if self.task == "toy2d":
-            from tinydiff.data.toy2d import TOY2D_DATASETS
-            if self.dataset not in TOY2D_DATASETS:
-                raise bad("dataset", f"expected one of {', '.join(TOY2D_DATASETS)}")
-            if self.class_cond:
-                raise bad("class_cond", "the toy 2D datasets have no labels; use task='mnist'")
-        if not 0.0 <= self.p_uncond <= 1.0:
-            raise bad("p_uncond", "expected a probability in [0, 1]")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"expected one of {', '.join(SCHEDULES)}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise bad("parameterization", f"expected one of {', '.join(PARAMETERIZATIONS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}")
-        if self.device not in ("cpu", "cuda"):
-            raise bad("device", "expected 'cpu' or 'cuda'")
-        for name in ("timesteps", "batch_size", "ckpt_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise bad(name, "expected a positive integer")
-        for name in ("steps", "warmup_steps"):
-            if int(getattr(self, name)) < 0:
-                raise bad(name, "expected a non-negative integer")
-        if not 0 < self.lr < math.inf:  # also refuses NaN
-            raise bad("lr", "expected a finite positive learning rate")
-        for name in ("grad_clip", "weight_decay"):
-            if not 0 <= getattr(self, name) < math.inf:
-                raise bad(name, "expected a finite number >= 0")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "expected an integer >= 0")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise bad("ema_decay", "expected a decay in [0, 1)")
-        if not isinstance(self.model, dict) or "name" not in self.model:
-            raise bad("model", "expected a dict of build_model arguments with a 'name'")
-        for key, value in self.model.items():  # sizes and counts of layers, channels, ...
-            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise ValueError(f"TrainConfig.{key}={value} is invalid: expected a positive integer")
-        if "dropout" in self.model and not 0.0 <= self.model["dropout"] < 1.0:
-            raise ValueError(f"TrainConfig.dropout={self.model['dropout']!r} is invalid: expected "
-                             f"a probability in [0, 1)")
-        try:
-            make_beta_schedule(self.schedule, int(self.timesteps))
-        except ValueError as exc:
-            raise bad("timesteps", str(exc)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown fields {unknown}; known fields are {sorted(known)}")
-        return cls(**d)
-
-    def model_config(self) -> dict[str, Any]:
-        """The build_model arguments, with num_classes set for a class-conditional run."""
-        cfg = dict(self.model)
-        if self.class_cond:
-            cfg["num_classes"] = NUM_CLASSES[self.task]
-        return cfg
-
-
-NUM_CLASSES = {"mnist": 10}
-
-
-# --------------------------------------------------------------------------- batches
-
-class Toy2DBatches:
-    """An endless stream of fresh i.i.d. batches from a toy 2D distribution (no epochs).
-
-    Its only state is the data generator, which the trainer checkpoints.
-    """
-
-    labels = None
-
-    def __init__(self, dataset: str, batch_size: int) -> None:
-        self.dataset, self.batch_size = dataset, batch_size
-
-    def next_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, None]:
-        from tinydiff.data.toy2d import sample_toy2d
-        return sample_toy2d(self.dataset, self.batch_size, rng), None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-
-class ShuffledBatches:
-    """Epochs over a fixed dataset: a fresh random permutation per epoch, cut into batches.
-
-    The last incomplete batch of an epoch is dropped, so every batch has the same shape. The
-    state (epoch, position, and the current permutation) is checkpointed, so a resumed run
-    sees exactly the batches the interrupted one would have.
-    """
-
-    def __init__(self, data: Any, labels: Any | None, batch_size: int) -> None:
-        if batch_size > len(data):
-            raise ValueError(f"batch_size {batch_size} exceeds the dataset size {len(data)}")
-        self.data, self.labels, self.batch_size = data, labels, batch_size
-        self.epoch, self.position, self.perm = 0, 0, None
-
-    def next_batch(self, rng: np.random.Generator) -> tuple[Any, Any | None]:
-        if self.perm is None or self.position + self.batch_size > len(self.perm):
-            if self.perm is not None:
-                self.epoch += 1
-            self.perm = rng.permutation(len(self.data))
-            self.position = 0
-        idx = self.perm[self.position:self.position + self.batch_size]
-        self.position += self.batch_size
-        x = self.data[idx]
-        return x, (self.labels[idx] if self.labels is not None else None)
-
-    def state_dict(self) -> dict[str, Any]:
-        perm = np.zeros(0, np.int64) if self.perm is None else self.perm
-        return {"epoch": self.epoch, "position": self.position, "perm": perm}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        perm = np.asarray(state["perm"], dtype=np.int64)
-        if perm.size and perm.size != len(self.data):
-            raise ValueError(f"the checkpoint's data order covers {perm.size} examples, but the "
-                             f"dataset has {len(self.data)}; is it the same dataset?")
-        self.perm = perm if perm.size else None
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-
-def make_batches(config: TrainConfig) -> Toy2DBatches | ShuffledBatches:
-    """The batch source of a config: fresh toy draws, or shuffled epochs of MNIST."""
-    if config.task == "toy2d":
-        return Toy2DBatches(config.dataset, config.batch_size)
-    from tinydiff.data.mnist import load_mnist
-    images, labels = load_mnist("train", data_dir=config.data_dir, progress=config.progress)
-    return ShuffledBatches(images, labels if config.class_cond else None, config.batch_size)
-
-
-# --------------------------------------------------------------------------- the trainer
 
 class StepInfo(NamedTuple):
     """What one training step reports (to callbacks, the CSV log and the history)."""
@@ -315,17 +94,16 @@ class Trainer:
 
     ``Trainer(config)`` builds everything from the seed; ``Trainer.resume(path)`` rebuilds it
     from a checkpoint. ``model`` and ``batches`` (an object with ``next_batch(rng) -> (x, y)``
-    and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()`` runs until ``config.steps`` and returns the history of this
-    call as a list of ``StepInfo``. ``callbacks`` are called after every step with
-    ``(trainer, info)``, e.g. to draw samples now and then; raising KeyboardInterrupt in one
-    stops training like Ctrl-C (checkpoint first). ``dist`` (from
+    and ``state_dict``/``load_state_dict``) replace the ones the config describes. ``train()``
+    runs until ``config.steps`` and returns the history of this call as a list of ``StepInfo``.
+    ``callbacks`` are called after every step with ``(trainer, info)``, e.g. to draw samples now
+    and then; raising KeyboardInterrupt in one stops training like Ctrl-C (checkpoint first). ``dist`` (from
     ``tinydiff.distributed.init_distributed()``) makes this one of K data-parallel processes,
     each computing its shard of every global batch (see ``tinydiff.distributed``).
     """
 
     def __init__(self, config: TrainConfig, callbacks: Iterable[Callback] = (),
                  model: Any = None, batches: Any = None, dist: Any = None) -> None:
-        from tinydiff.models import build_model
         config.validate()
         if dist is not None:
             distributed.check_batch_split(config.batch_size, dist.size)
@@ -366,7 +144,7 @@ class Trainer:
         if config.class_cond and self.null_label is None:
             raise ValueError("class_cond=True needs a class-conditional model (built with num_classes)")
         self._noise: Any = None     # reused noise buffer (host)
-        self._stop_requested = False
+        self._stop_requested: bool | int = False   # or the signal that asked to stop
         self._stop_agreed = False   # distributed: some rank asked to stop (agreed in the all-reduce)
         self._in_step = False       # True while a step is half done (then the state is not saved)
         self._clock: float | None = None  # perf_counter() at which self.seconds() was 0
@@ -437,7 +215,7 @@ class Trainer:
         self._stop_requested = signal.SIGINT
 
     def _should_stop(self) -> bool:
-        return self._stop_agreed if self.dist is not None else self._stop_requested
+        return self._stop_agreed if self.dist is not None else bool(self._stop_requested)
 
     def _check_ranks_agree(self, where: str) -> None:
         if self.dist is not None:
@@ -497,7 +275,7 @@ class Trainer:
                 info = self.train_step()
                 history.append(info)
                 if info.step % cfg.log_every == 0:
-                    log.writerow(_format_row(info))
+                    log.writerow(format_log_row(*info))
                 if bar is not None:
                     # Show a smoothed loss: single-step losses jump with the random t of each batch.
                     smooth = info.loss if smooth is None else 0.95 * smooth + 0.05 * info.loss
@@ -579,12 +357,12 @@ class Trainer:
         if not self.is_root:
             return _NullLog(), _NullLog()
         path = self.log_path
-        header = _csv_line(LOG_COLUMNS)
+        header = csv_line(LOG_COLUMNS)
         text = header
         if self.step > 0 and path.exists():
             with open(path, newline="") as f:
                 lines = f.read().splitlines(keepends=True)
-            text = header + "".join(line for line in lines[1:] if _row_step(line, self.step))
+            text = header + "".join(line for line in lines[1:] if is_log_row(line, self.step))
         if not path.exists() or path.read_bytes() != text.encode():
             write_atomic(path, text.encode())
         f = open(path, "a", newline="")
@@ -724,7 +502,6 @@ class Trainer:
 
     def sample(self, n: int, **kwargs: Any) -> Any:
         """``n`` samples from the EMA weights (keyword arguments: see ``tinydiff.sampling.generate``)."""
-        from tinydiff.sampling import generate
         was_training = self.model.training
         try:
             with self.ema.swapped_into(self.model):
@@ -733,29 +510,6 @@ class Trainer:
                                 device=self.config.device, **kwargs)
         finally:
             self.model.train(was_training)
-
-
-def sample_shape(config: TrainConfig) -> tuple[int, ...]:
-    """The shape of one sample of a config's data: (2,) for toy 2D, (1, 28, 28) for MNIST."""
-    return (2,) if config.task == "toy2d" else (1, 28, 28)
-
-
-def _csv_line(fields: Iterable[Any]) -> str:
-    """One row as csv.writer writes it (comma-separated, CRLF-terminated)."""
-    return ",".join(str(f) for f in fields) + "\r\n"
-
-
-def _row_step(line: str, last_step: int) -> bool:
-    """Whether ``line`` is a whole loss.csv row of a step <= ``last_step`` (a row cut short by a
-    crash has no line end or too few fields, and is dropped)."""
-    fields = line.rstrip("\r\n").split(",")
-    if not line.endswith("\n") or len(fields) != len(LOG_COLUMNS) or not fields[0].isdigit():
-        return False
-    try:
-        [float(v) for v in fields[1:]]
-    except ValueError:
-        return False
-    return 0 < int(fields[0]) <= last_step
 
 
 class _NullLog:
@@ -773,11 +527,3 @@ class _NullLog:
 
 def _format_row(info: StepInfo) -> list[Any]:
     return [info.step, repr(info.loss), f"{info.lr:.6g}", f"{info.grad_norm:.6g}", f"{info.time:.3f}"]
-
-
-def read_loss_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """loss.csv as columns: {"step": int64, "loss", "lr", "grad_norm", "time": float64}."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {c: np.array([r[c] for r in rows], dtype=np.int64 if c == "step" else np.float64)
-            for c in LOG_COLUMNS}

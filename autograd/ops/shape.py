@@ -10,6 +10,7 @@ from typing import Any
 
 from autograd.backend import device_of, get_array_module
 from autograd.ops import _blocks
+from autograd.ops.arithmetic import unbroadcast
 from autograd.tensor import Tensor, make_node
 
 # Bytes below which concatenate's copies run whole on the calling thread.
@@ -96,7 +97,6 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
 
 def expand(x: Tensor, *shape: Any) -> Tensor:
     """Broadcast x to ``shape`` without copying.    dL/dx = g summed over the broadcast axes."""
-    from autograd.ops.arithmetic import unbroadcast
     shape = _shape_arg(shape)
     try:
         out = x.xp.broadcast_to(x.data, shape)

@@ -14,14 +14,16 @@ from typing import Any
 
 __all__ = ["check", "CHAPTERS", "EXERCISES"]
 
+DEFAULT_DIR = "tinydiff-exercises"  # the workspace, relative to where the command runs
+
 
 def __getattr__(name: str) -> Any:
     # Lazy (PEP 562): `tinydiff --help` builds this package's parser without loading the graders
     # and hypothesis; `from tinydiff.exercises import check` loads them on first use.
     if name == "check":
-        from tinydiff.exercises.commands import check
+        from tinydiff.exercises.commands import check  # lazy, as said above
         return check
     if name in ("CHAPTERS", "EXERCISES"):
-        from tinydiff.exercises import registry
+        from tinydiff.exercises import registry  # lazy, as said above
         return getattr(registry, name)
     raise AttributeError(f"module 'tinydiff.exercises' has no attribute {name!r}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-DEFAULT_DIR = "tinydiff-exercises"  # the workspace, relative to where the command runs
+from tinydiff.exercises import DEFAULT_DIR
 
 
 def add_parser(sub: Any, formatter: Any = argparse.HelpFormatter) -> None:

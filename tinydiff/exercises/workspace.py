@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tinydiff.exercises.command_line import DEFAULT_DIR  # noqa: F401 (re-exported)
+from tinydiff.exercises import DEFAULT_DIR  # noqa: F401 (re-exported)
 from tinydiff.exercises.registry import CHAPTERS, Chapter
 
 STATE_FILE = ".tinydiff-exercises.json"

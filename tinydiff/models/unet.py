@@ -37,8 +37,8 @@ def zero_module(module: nn.Module) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of scalars in the model's parameters."""
-    return sum(int(p.size) for p in model.parameters())
+    """Number of scalars in the model's parameters (``Module.num_parameters``, the one count)."""
+    return model.num_parameters()
 
 
 def norm_silu(norm: nn.GroupNorm, x: Tensor) -> Tensor:
