@@ -6,7 +6,7 @@ For each seed: the same x_T ~ N(0, I) (4000 points, ``default_rng([seed, 5])``) 
 configuration below with exactly 10 model calls, and 4000 DDPM-1000 samples (``generate``,
 seed ``seed``); each scored by ``toy2d_metrics(..., seed=seed)`` (sliced W2 over the data-vs-data
 floor, 5 reference pairs). Prints per-seed ratios, their mean and sd, and the ratio to DDPM's.
-Writes benchmarks/results/ten_calls_DATASET_SEEDS.json. Results: README, "Sample quality".
+Writes benchmarks/results/ten_calls_DATASET_SEEDS.json. Results: docs/diffusion.md#sample-quality-against-model-evaluations.
 
 ``dpmpp_2m_sde`` is only measured here (it did not pay, so it is not in tinydiff.samplers): the
 stochastic DPM-Solver++(2M) of Lu et al. 2022 (arXiv 2211.01095, sec. 4 / appendix), in

@@ -45,7 +45,7 @@ from tinydiff.sampling import model_fn_for  # noqa: E402
 from tinydiff.schedules import ddim_timesteps  # noqa: E402
 from tinydiff.train import Trainer, TrainConfig  # noqa: E402
 
-# Where `tinydiff train mnist` puts its run (and where the README's run lives); the first that exists is used.
+# Where `tinydiff train mnist` puts its run (and where docs/training.md's run lives); the first that exists is used.
 CHECKPOINTS = ("runs/mnist-cond/checkpoint.npz", "runs/mnist-default/checkpoint.npz")
 
 

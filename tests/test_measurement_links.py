@@ -1,5 +1,5 @@
 """Measurements live in benchmarks/results/ and docs/, not in comments: every link a comment or
-docstring in autograd/ makes to them names a file that exists and a heading in it."""
+docstring in autograd/ or tinydiff/ makes to them names a file that exists and a heading in it."""
 from __future__ import annotations
 
 import re
@@ -15,7 +15,8 @@ def slug(heading: str) -> str:
 
 
 def test_every_measurement_link_in_the_engine_resolves():
-    links = [(path, m.group(1), m.group(2)) for path in sorted((ROOT / "autograd").rglob("*.py"))
+    links = [(path, m.group(1), m.group(2)) for package in ("autograd", "tinydiff")
+             for path in sorted((ROOT / package).rglob("*.py"))
              for m in LINK.finditer(path.read_text())]
     assert len(links) >= 10  # the comments do link to their numbers
     for path, target, anchor in links:

@@ -21,12 +21,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-# One BLAS thread unless the user asks for more. Before NumPy loads (this module is the console
-# script's first import): OpenBLAS threads busy-wait between calls, and on a small shared machine
-# they starve the Python thread that feeds them; a toy run then took 229 s instead of 28 s. With
-# one thread the small matrices here are at most ~15% slower, and never pathologically so. The
-# MNIST UNet's larger GEMMs did not change the verdict on the shared machine: 1.06-1.08 s per
-# default training step with one thread, 2.3-7.1 s with two (tinydiff/run.py, TrainConfig.mnist).
+# One BLAS thread unless the user asks for more, set before NumPy loads: OpenBLAS's busy-waiting
+# threads starve the Python thread that feeds them on a small machine
+# (measured: benchmarks/results/tinydiff-measurements.md#one-blas-thread-by-default).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402 (after the BLAS setting)
@@ -234,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "samples, or 'all' to cycle through the classes (default: all)")
     p.add_argument("--guidance", type=finite_float, default=defaults.SAMPLE_GUIDANCE, metavar="S",
                    help="classifier-free guidance scale s: eps_u + s (eps_c - eps_u); 1 = plain "
-                        "conditional, >1 sharper and less diverse; the MNIST numbers in the README "
+                        "conditional, >1 sharper and less diverse; the MNIST numbers in docs/training.md "
                         f"use {defaults.DEFAULT_GUIDANCE:g} (default: {defaults.SAMPLE_GUIDANCE:g})")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -620,7 +617,7 @@ For gmm and 8gaussians the exact denoiser is the mixture's own E[x_0 | x_t]; for
 datasets it is the optimum on --train-points fresh points, which memorises them."""
 
 COMPARE_EPILOG = """examples:
-  tinydiff compare-samplers runs/toy2d-moons --out docs/          # ~1 minute on two CPU cores
+  tinydiff compare-samplers runs/toy2d-moons --out docs/          # ~15 min on two shared CPU cores
   tinydiff compare-samplers runs/mnist-cond --n 250 --no-karras --no-ddpm --out docs/
 
 Each sampler gets the step count that spends at most E model calls (heun: 2S - 1 <= E)."""

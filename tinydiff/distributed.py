@@ -316,8 +316,8 @@ def abort_on_error(comm: Any) -> Iterator[None]:
             raise
         print(f"tinydiff: error: rank {comm.rank} of {comm.size}: {type(exc).__name__}: {exc}; "
               f"stopping every process of the run", file=sys.stderr, flush=True)
-        # mpiexec relays a rank's output asynchronously and Abort tears the job down at once:
-        # without a pause the message above was lost in 2 of about 40 runs on a busy machine.
+        # mpiexec relays a rank's output asynchronously and Abort tears the job down at once, which
+        # can lose the message above (benchmarks/results/tinydiff-measurements.md#mpi-abort-a-pause-before-it).
         time.sleep(0.5)
         comm.abort(1)
         raise

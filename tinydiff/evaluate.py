@@ -60,7 +60,7 @@ CLASSIFIER_VERSION = 1
 
 TOY_N = 4000                 # points per sample: sliced W2's floor then sits well below model errors
 TOY_PROJECTIONS = 1000       # random directions of the sliced W2 estimate
-TOY_REPEATS = 5              # independent reference draws averaged over (the floor varies ~15%)
+TOY_REPEATS = 5              # reference draws averaged over: one floor is noisy (benchmarks/results/tinydiff-measurements.md#the-toy-metrics-floor)
 TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many points, first draw only
 MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
 MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)
@@ -478,7 +478,7 @@ def _evaluate_mnist(run: LoadedRun, opt: _Options) -> dict[str, Any]:
         out["bpd"] = bpd
     if opt.nll == "ode":
         k = min(opt.nll_n or 20, len(test_images))
-        steps_nll = opt.nll_steps or 400  # fewer had not converged (README, "Exact likelihood")
+        steps_nll = opt.nll_steps or 400  # fewer had not converged (docs/diffusion.md#exact-likelihood-through-the-ode)
         print(f"ODE bits/dim on the first {k} test images (Hutchinson trace, dequantised, "
               f"{2 * steps_nll} model calls each; unconditional"
               f"{' / null label' if cfg.class_cond else ''})...", flush=True)

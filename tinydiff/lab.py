@@ -214,7 +214,7 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
     the reference. Each cell is the mean over ``repeats`` sampling seeds seed, seed + 1, ...
     (default 5 for toy 2D, 1 for MNIST), each scored against its own reference draws: one
     4000-point draw of DDPM-1000 scores anywhere from 0.9 to 1.5 x the floor on the toy runs
-    (README, "Sample quality"), so a single seed cannot rank samplers within 1.2x.
+    (docs/diffusion.md#sample-quality-against-model-evaluations), so a single seed cannot rank samplers within 1.2x.
     Writes ``compare_samplers.png``, ``compare_samplers.md`` and ``.json`` to ``out_dir``."""
 
     cfg = run.config

@@ -22,10 +22,9 @@ from scipy.spatial.distance import pdist
 
 _BLOCK_ELEMENTS = 1 << 22   # kernel blocks of ~4M entries keep MMD memory at ~32 MB per block
 
-# Default MMD kernel scales, as multiples of the median pairwise distance. The median alone
-# only sees the global scale, which standardised toy data share by construction (8gaussians vs
-# circles: MMD^2 ~0.01 at (0.5, 1, 2)); their structure lives at 1/8-1/4 of it, where the
-# same pair scores ~0.1 against a data-vs-data spread of ~0.001 at n = 1000.
+# Default MMD kernel scales, as multiples of the median pairwise distance: the median alone sees
+# only the global scale, which standardised toy data share; their structure lives at 1/8-1/4 of it
+# (measured: benchmarks/results/tinydiff-measurements.md#mmd-kernel-scales).
 MMD_BANDWIDTH_MULTIPLIERS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0)
 
 

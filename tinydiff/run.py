@@ -108,10 +108,9 @@ class TrainConfig:
     def mnist(cls, class_cond: bool = True, **overrides: Any) -> TrainConfig:
         """A small class-conditional UNet on MNIST, sized for ~50 minutes on two CPU cores.
 
-        Measured on the shared 2-core machine (one BLAS thread): ~1 s per step of 64 images
-        for this 281k-parameter UNet (16 base channels, one ResBlock per level), against 7.5 s
-        for the 32-channel, two-block UNet at batch 128. A short run wants a high learning rate
-        and no dropout; classifier-free guidance at sampling time makes up for the small net.
+        A short run wants a high learning rate and no dropout; classifier-free guidance at
+        sampling time makes up for the small net. Why this size, measured:
+        benchmarks/results/tinydiff-measurements.md#the-mnist-presets-size.
         """
         base = dict(task="mnist", dataset="mnist", class_cond=class_cond,
                     model={"name": "unet", "in_channels": 1, "out_channels": 1,
