@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ def nonfinite_entry(value: Any, where: str = "") -> str | None:
             return None if math.isfinite(float(value)) else where or "<result>"
         except (TypeError, ValueError):
             return None
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, (list, tuple)):

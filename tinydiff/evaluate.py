@@ -60,7 +60,8 @@ CLASSIFIER_VERSION = 1
 
 TOY_N = 4000                 # points per sample: sliced W2's floor then sits well below model errors
 TOY_PROJECTIONS = 1000       # random directions of the sliced W2 estimate
-TOY_REPEATS = 5              # reference draws averaged over: one floor is noisy (benchmarks/results/tinydiff-measurements.md#the-toy-metrics-floor)
+# reference draws averaged over: one floor is noisy (benchmarks/results/tinydiff-measurements.md#the-toy-metrics-floor)
+TOY_REPEATS = 5
 TOY_MMD_N = 2000             # MMD is O(n^2): computed on at most this many points, first draw only
 MNIST_FID_N = 10_000         # generated images for the FID (the test set has 10,000)
 MNIST_BPD_N = 100            # test images for the bits/dim bound (each costs T model calls)

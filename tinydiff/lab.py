@@ -137,7 +137,9 @@ def save_score_comparison(learned: Any, exact: Any, diffusion: Any, dataset: str
             unit = score / np.maximum(np.linalg.norm(score, axis=1, keepdims=True), 1e-12)
             ax.quiver(pts[:, 0], pts[:, 1], unit[:, 0], unit[:, 1], color=colour, angles="xy",
                       scale_units="xy", scale=grid / (2 * lim) * 1.15, width=0.005, alpha=0.8)
-        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"t = {t + 1}: exact (red), learned (blue)", fontsize=9)
         ax = fig.add_subplot(gs[1, j])
@@ -146,7 +148,8 @@ def save_score_comparison(learned: Any, exact: Any, diffusion: Any, dataset: str
                           cmap="viridis", vmin=0, vmax=1.0)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"|eps_theta - eps*| at t = {t + 1}", fontsize=9)
-    fig.colorbar(image, ax=fig.axes[-1], shrink=0.8)
+    if image is not None:  # ts is never empty; the check is for the type checker
+        fig.colorbar(image, ax=fig.axes[-1], shrink=0.8)
     # the expected error under the noised data, over t
     rng = np.random.default_rng([seed, 5])
     x0 = sample_toy2d(dataset, 1000, rng).astype(np.float64)
@@ -229,7 +232,7 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
     qualities = [_Quality(run, n, seed + r, data_dir, classifier, progress) for r in range(repeats)]
     common = dict(labels=labels, guidance=guidance, batch_size=n if toy else 250,
                   parameterization=cfg.parameterization, clip_x0=not toy)
-    configs = [(s, None) for s in samplers]
+    configs: list[tuple[str, str | None]] = [(s, None) for s in samplers]
     ode_samplers = [s for s in samplers if s not in ("ddpm", "ddim")]
     configs += [(s, kind) for kind, wanted in (("karras", karras), ("exponential", exponential))
                 if wanted for s in ode_samplers]
@@ -326,7 +329,8 @@ def save_comparison_figure(result: dict[str, Any], path: str | Path) -> str:
         ax.axhline(1.0, color="0.6", lw=0.8)
     else:
         ax.axhline(result["rows"][0]["floor"], color="0.6", lw=0.8, label="floor (training images)")
-    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("model evaluations")
     ax.set_ylabel("sliced W2 / data-vs-data floor" if toy else "FID (classifier features)")
     ax.set_title(f"{result['dataset']}: sample quality against model evaluations (n = {result['n']})")

@@ -16,7 +16,8 @@ structurally (IDX magic, dimensions, exact payload length), and against a `SHA25
 their folder if it lists them (`name`, `*name` or `./name`). Compression is recognised by the
 gzip magic bytes, whatever the file is called, and gzip data is always checked against the
 reference SHA256; decompression stops at the size the IDX header declares (and at the split's
-true size), so a small crafted file cannot make us inflate hundreds of megabytes. Nothing is ever unpickled; arrays come from `np.frombuffer`.
+true size), so a small crafted file cannot make us inflate hundreds of megabytes. Nothing is ever
+unpickled; arrays come from `np.frombuffer`.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ DOWNLOAD_TIMEOUT_S = 60.0
 class _Split(NamedTuple):
     images: str   # file name without .gz
     labels: str
-    count: int
+    n: int        # images (and labels) in the split
 
 
 _SPLITS: MappingProxyType[str, _Split] = MappingProxyType({
@@ -249,7 +250,7 @@ def _from_local(root: Path, source: str, split: _Split) -> tuple[_Found, _Found]
 
 def _open_url(url: str, timeout: float):
     """Open `url` for reading (the single network entry point; tests replace it)."""
-    from tinydiff import __version__   # here, not at import time: no cycle with the package init
+    from tinydiff import __version__  # here, not at import time: no cycle with the package init
     request = urllib.request.Request(url, headers={"User-Agent": f"tinydiff/{__version__}"})
     return urllib.request.urlopen(request, timeout=timeout)
 
@@ -264,7 +265,7 @@ def _fetch_verified(url: str, dest: Path, sha256: str, progress: bool) -> None:
     The temp file lives in the same folder so the rename is atomic: `dest` is either absent or
     complete and verified, even if we are killed mid-download or another process races us.
     """
-    from tqdm import tqdm   # only needed on this path; reading local files works without it
+    from tqdm import tqdm  # only needed on this path; reading local files works without it
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp: Path | None = Path(tmp_name)
@@ -284,7 +285,7 @@ def _fetch_verified(url: str, dest: Path, sha256: str, progress: bool) -> None:
         if digest.hexdigest() != sha256:
             raise _ChecksumMismatch(f"SHA256 mismatch: expected {sha256}, got "
                                     f"{digest.hexdigest()} ({size} bytes)")
-        os.replace(tmp, dest)
+        os.replace(tmp_name, dest)
         tmp = None
     finally:
         if tmp is not None:
@@ -344,15 +345,15 @@ def _load_checked(split: str, data_dir: str | os.PathLike | None, download: bool
     files = _SPLITS[split]
     # Bounds from the split's true sizes: header + count x 28 x 28 bytes, header + count bytes.
     images = _read_idx(img_src.path, IMAGE_MAGIC, img_src.hint, img_src.sha256,
-                       max_bytes=16 + files.count * IMAGE_SIZE * IMAGE_SIZE)
+                       max_bytes=16 + files.n * IMAGE_SIZE * IMAGE_SIZE)
     labels = _read_idx(lab_src.path, LABEL_MAGIC, lab_src.hint, lab_src.sha256,
-                       max_bytes=8 + files.count)
-    if images.shape != (files.count, IMAGE_SIZE, IMAGE_SIZE):
-        raise MNISTError(f"{img_src.path}: expected {files.count} x {IMAGE_SIZE} x {IMAGE_SIZE} "
+                       max_bytes=8 + files.n)
+    if images.shape != (files.n, IMAGE_SIZE, IMAGE_SIZE):
+        raise MNISTError(f"{img_src.path}: expected {files.n} x {IMAGE_SIZE} x {IMAGE_SIZE} "
                          f"images for the {split} split, header says "
                          f"{' x '.join(map(str, images.shape))}; {img_src.hint}")
-    if labels.shape != (files.count,):
-        raise MNISTError(f"{lab_src.path}: expected {files.count} labels for the {split} split, "
+    if labels.shape != (files.n,):
+        raise MNISTError(f"{lab_src.path}: expected {files.n} labels for the {split} split, "
                          f"header says {' x '.join(map(str, labels.shape))}; {lab_src.hint}")
     if labels.max(initial=0) > 9:
         raise MNISTError(f"{lab_src.path}: labels must be digits 0-9, found {labels.max()}; "

@@ -17,13 +17,12 @@ reached by the diffusion forward process (`noised`), for exact checks elsewhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable
 
 import numpy as np
 from scipy.special import logsumexp
-
 
 # Shape parameters of the generated families (raw units, before standardisation).
 MOONS_NOISE = 0.05
@@ -65,6 +64,7 @@ class GaussianMixture2D:
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
+    _chol: np.ndarray = field(init=False, repr=False)  # Cholesky factors, set in __post_init__
 
     def __post_init__(self) -> None:
         w, mu, cov = _frozen(self.weights), _frozen(self.means), _frozen(self.covariances)
@@ -130,7 +130,7 @@ class GaussianMixture2D:
         pulls = np.einsum("kij,...kj->...ki", prec, self.means - x[..., None, :])
         return np.einsum("...k,...ki->...i", resp, pulls)
 
-    def noised(self, scale: float, noise_var: float) -> "GaussianMixture2D":
+    def noised(self, scale: float, noise_var: float) -> GaussianMixture2D:
         """The law of `scale * X + sqrt(noise_var) * eps` for X from this mixture, eps ~ N(0, I).
 
         Each component maps to N(scale mu_k, scale^2 Sigma_k + noise_var I). With

@@ -70,7 +70,9 @@ def check_backward(expr: str, names: Sequence[str], forward: Callable[..., np.nd
             data = inputs[k].copy()
             args = list(inputs)
             args[k] = data
-            numeric = central_differences(lambda args=args: float((forward(*args) * g).sum()), data)
+            def loss(args: list = args) -> float:
+                return float((forward(*args) * g).sum())
+            numeric = central_differences(loss, data)
             analytic = as_array(grads[k], f"the gradient of {name}")
             raise Failure(f"the gradient of {name} in {expr} disagrees with float64 central differences "
                           f"(a sign error, or a missing factor?): {exc}",

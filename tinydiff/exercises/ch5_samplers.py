@@ -11,7 +11,7 @@ steps, for N = 10, 20, 40, 80, must fall like N^-1 (Euler) or N^-2 (Heun): the l
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -80,7 +80,7 @@ def _grade_order(fn: Callable, name: str, order: int, low: float, high: float) -
     mu, s = np.array([0.5]), 1.0
     x = np.array([3.0])
     expect_close(call(fn, gaussian_denoiser(mu, s), x, 2.0, 0.0), gaussian_denoiser(mu, s)(x, 2.0),
-                 f"a step to sigma_next = 0 is an Euler step and returns D(x, sigma) (Karras Alg. 1 line 6)",
+                 "a step to sigma_next = 0 is an Euler step and returns D(x, sigma) (Karras Alg. 1 line 6)",
                  "x = 3, sigma = 2, mu = 0.5, s = 1")
     return f"measured order of accuracy (log-log slope of the error at sigma_min): {np.median(found):.2f}"
 
