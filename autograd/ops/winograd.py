@@ -109,10 +109,16 @@ _BLOCK_BYTES = 1 << 20
 
 
 def filter_transform(w: Any) -> Any:
-    """U = G w G^T for w (O, C, 3, 3), as 16 contiguous (C, O) matrices: (16, C, O), index 4*xi + nu."""
-    g = get_array_module(w).asarray(G, dtype=w.dtype)
-    u = g @ w @ g.T  # (O, C, 4, 4)
-    return get_array_module(w).ascontiguousarray(u.transpose(2, 3, 1, 0)).reshape(16, w.shape[1], w.shape[0])
+    """U = G w G^T for w (O, C, 3, 3), as 16 contiguous (C, O) matrices: (16, C, O), index 4*xi + nu.
+
+    As one GEMM: U[xi,nu] = sum_{p,q} G[xi,p] G[nu,q] w[p,q] = (G kron G) @ vec(w), rather than
+    O*C tiny 4x3 products.
+    """
+    xp = get_array_module(w)
+    o, c = w.shape[:2]
+    gg = xp.asarray(numpy.kron(G, G), dtype=w.dtype)  # (16, 9): row 4*xi + nu, column 3*p + q
+    u = gg @ w.reshape(o * c, 9).T  # (16, O*C)
+    return xp.ascontiguousarray(u.reshape(16, o, c).transpose(0, 2, 1))
 
 
 def _tiles(h: int, w: int) -> tuple[int, int]:
@@ -134,29 +140,30 @@ class _InputTiles:
         th, tw = _tiles(h, w)
         self.th, self.tw = th, tw
         self.padded = xp.zeros((nb, 2 * th + 2, 2 * tw + 2, c), dtype=dtype)
-        self.rows = xp.empty((4, nb, th, 2 * tw + 2, c), dtype=dtype)   # B^T d: the row pass
-        self.v = xp.empty((16, nb * th * tw, c), dtype=dtype)            # (B^T d) B: the column pass
+        self.cols = xp.empty((4, nb, 2 * th + 2, tw, c), dtype=dtype)   # d B: the column pass
+        self.v = xp.empty((16, nb * th * tw, c), dtype=dtype)            # B^T (d B): the row pass
 
     def __call__(self, x_block: Any) -> Any:
         """V for the images ``x_block`` (m, H, W, C), m <= nb: a (16, m*th*tw, C) array."""
         m, (th, tw) = x_block.shape[0], (self.th, self.tw)
         p = self.padded[:m]
         p[:, 1:self.h + 1, 1:self.w + 1] = x_block
-        # Row pass, t = B^T d: rows 2i+a of the padded images, a = 0..3 (B^T's rows, written out).
-        d = [p[:, a:a + 2 * th:2] for a in range(4)]
-        t = self.rows[:, :m]
         xp = get_array_module(p)
+        # Column pass first, t = d B, over columns 2j+b (B's columns, written out): its strided
+        # reads and writes run over C channels at a time, and it makes half as much as the row pass.
+        d = [p[:, :, b:b + 2 * tw:2] for b in range(4)]
+        t = self.cols[:, :m]
         xp.subtract(d[0], d[2], out=t[0])
         xp.add(d[1], d[2], out=t[1])
         xp.subtract(d[2], d[1], out=t[2])
         xp.subtract(d[1], d[3], out=t[3])
-        # Column pass, v = t B: columns 2j+b, all four rows of t at once.
-        e = [t[:, :, :, b:b + 2 * tw:2] for b in range(4)]  # each (4, m, th, tw, C)
+        # Row pass, v = B^T t, over rows 2i+a, all four columns of t at once: whole rows of tiles.
+        e = [t[:, :, a:a + 2 * th:2] for a in range(4)]  # each (4, m, th, tw, C)
         v = self.v[:, :m * th * tw].reshape(4, 4, m, th, tw, -1)
-        xp.subtract(e[0], e[2], out=v[:, 0])
-        xp.add(e[1], e[2], out=v[:, 1])
-        xp.subtract(e[2], e[1], out=v[:, 2])
-        xp.subtract(e[1], e[3], out=v[:, 3])
+        xp.subtract(e[0], e[2], out=v[0])
+        xp.add(e[1], e[2], out=v[1])
+        xp.subtract(e[2], e[1], out=v[2])
+        xp.subtract(e[1], e[3], out=v[3])
         return self.v[:, :m * th * tw]
 
 
@@ -235,8 +242,8 @@ def winograd_weight_grad(x: Any, gy: Any, bias_grad: bool = False) -> tuple[Any,
         nb = max(b.stop - b.start for b in run)
         tiles = _InputTiles(xp, nb, h, w, c, x.dtype)
         gy_pad = xp.zeros((nb, 2 * th, 2 * tw, o), dtype=x.dtype)  # outputs past an odd edge: no loss
-        z = xp.empty((4, nb, th, 2 * tw, o), dtype=x.dtype)        # A dY: the row pass
-        dm = xp.empty((16, nb * th * tw, o), dtype=x.dtype)        # (A dY) A^T: the column pass
+        z = xp.empty((4, nb, 2 * th, tw, o), dtype=x.dtype)        # dY A^T: the column pass
+        dm = xp.empty((16, nb * th * tw, o), dtype=x.dtype)        # A (dY A^T): the row pass
         du = xp.zeros((16, c, o), dtype=x.dtype)
         part = xp.empty_like(du)
         db = xp.zeros(o, dtype=x.dtype) if bias_grad else None
@@ -246,21 +253,22 @@ def winograd_weight_grad(x: Any, gy: Any, bias_grad: bool = False) -> tuple[Any,
             g_block = gy[block]
             gp = gy_pad[:m]
             gp[:, :h, :w] = g_block
-            # Row pass, A dY with A = [[1,0],[1,1],[1,-1],[0,-1]]: rows 2i and 2i+1 of the gradient.
-            g0, g1 = gp[:, 0::2], gp[:, 1::2]
+            # Column pass first (as in _InputTiles), dY A^T with A = [[1,0],[1,1],[1,-1],[0,-1]]:
+            # columns 2j and 2j+1 of the gradient.
+            g0, g1 = gp[:, :, 0::2], gp[:, :, 1::2]
             zm = z[:, :m]
             zm[0] = g0
             xp.add(g0, g1, out=zm[1])
             xp.subtract(g0, g1, out=zm[2])
             xp.negative(g1, out=zm[3])
-            # Column pass, (A dY) A^T: columns 2j and 2j+1, all four rows at once.
-            e0, e1 = zm[:, :, :, 0::2], zm[:, :, :, 1::2]
+            # Row pass, A (dY A^T): rows 2i and 2i+1, all four columns at once.
+            e0, e1 = zm[:, :, 0::2], zm[:, :, 1::2]
             dmm = dm[:, :m * th * tw]
             d6 = dmm.reshape(4, 4, m, th, tw, o)
-            d6[:, 0] = e0
-            xp.add(e0, e1, out=d6[:, 1])
-            xp.subtract(e0, e1, out=d6[:, 2])
-            xp.negative(e1, out=d6[:, 3])
+            d6[0] = e0
+            xp.add(e0, e1, out=d6[1])
+            xp.subtract(e0, e1, out=d6[2])
+            xp.negative(e1, out=d6[3])
             xp.matmul(v.transpose(0, 2, 1), dmm, out=part)
             du += part
             if db is not None:
@@ -268,6 +276,7 @@ def winograd_weight_grad(x: Any, gy: Any, bias_grad: bool = False) -> tuple[Any,
         return du, db
 
     du, db = sum_runs(run_blocks(weight_grad_blocks, _blocks(n, h, w, c, x.itemsize, xp)))
-    g = xp.asarray(G, dtype=x.dtype)
-    du4 = du.reshape(4, 4, c, o).transpose(3, 2, 0, 1)  # (O, C, 4, 4)
-    return g.T @ du4 @ g, db
+    # dL/dw[p,q] = sum_{xi,nu} G[xi,p] G[nu,q] dU[xi,nu] = (G kron G)^T @ dU, one GEMM.
+    gg = xp.asarray(numpy.kron(G, G), dtype=x.dtype)
+    dw = (gg.T @ du.reshape(16, c * o)).reshape(3, 3, c, o)
+    return dw.transpose(3, 2, 0, 1), db
