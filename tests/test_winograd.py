@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import autograd.functional as F
 from autograd import Tensor, gradcheck
 from autograd.functional.conv_reference import conv2d_reference
 from autograd.ops import _blocks, winograd
@@ -165,3 +166,59 @@ def test_float32_error_is_bounded(size, c, o):
         assert g32.dtype == np.float32, name
         err = np.linalg.norm(g32 - g64) / np.linalg.norm(g64)
         assert err < FLOAT32_BOUND, f"{name}: relative error {err:.2e}"
+
+
+# ---------------------------------------------------------------------------- conv2d's dispatch
+@pytest.fixture
+def winograd_everywhere():
+    """conv2d takes the Winograd path for every 3x3 stride-1 padding-1 convolution."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(winograd, "MIN_SIZE", 1)
+        mp.setattr(winograd, "MIN_HARMONIC_CHANNELS", 0)
+        yield
+
+
+def conv2d_values_and_grads(fn: Any, problem: dict[str, Any], bias: bool) -> list[Any]:
+    ts = [Tensor(problem[k].copy(), requires_grad=True) for k in (("x", "w", "b") if bias else ("x", "w"))]
+    y = fn(*ts, stride=1, padding=1)
+    y.backward(problem["gy"])
+    return [y.data] + [t.grad for t in ts]
+
+
+@with_fixture
+@given(problem=problems(), bias=st.booleans())
+def test_conv2d_by_winograd_equals_reference(winograd_everywhere, blocks_forced, problem, bias):
+    got = conv2d_values_and_grads(F.conv2d, problem, bias)
+    want = conv2d_values_and_grads(conv2d_reference, problem, bias)
+    for g, r, name in zip(got, want, ("y", "dx", "dw", "db")):
+        assert g.shape == r.shape and g.dtype == r.dtype, name
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+def test_conv2d_by_winograd_passes_gradcheck(winograd_everywhere):
+    rng = np.random.default_rng(7)
+    inputs = [Tensor(rng.standard_normal(s), requires_grad=True) for s in ((2, 3, 5, 4), (2, 3, 3, 3), (2,))]
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), inputs)
+
+
+@pytest.mark.parametrize("hw, c, o, kernel, stride, padding, expected", [
+    ((28, 28), 64, 32, 3, 1, 1, True), ((14, 14), 64, 64, 3, 1, 1, True), ((14, 14), 32, 64, 3, 1, 1, True),
+    ((28, 28), 32, 32, 3, 1, 1, False),   # a tie: im2col stays
+    ((7, 7), 128, 64, 3, 1, 1, False),    # small images: a quarter of the tiles' outputs wasted
+    ((28, 28), 1, 32, 3, 1, 1, False), ((28, 28), 64, 64, 3, 2, 1, False), ((28, 28), 64, 64, 1, 1, 0, False),
+    ((28, 28), 64, 64, 3, 1, 0, False)])
+def test_the_rule_picks_winograd_where_it_measured_faster(hw, c, o, kernel, stride, padding, expected):
+    assert winograd.use_winograd(np, (kernel, kernel), (stride, stride), (padding, padding), hw, c, o) is expected
+
+
+def test_conv2d_takes_the_winograd_path_where_the_rule_says(monkeypatch):
+    calls = []
+    real = winograd.winograd_correlate
+    monkeypatch.setattr(winograd, "winograd_correlate", lambda *a: calls.append(a[0].shape) or real(*a))
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((1, 64, 14, 14)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((64, 64, 3, 3)).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert calls == [(1, 14, 14, 64), (1, 14, 14, 64)]  # forward and dx
+    F.conv2d(Tensor(x.data[:, :, :7, :7]), w, padding=1)
+    assert len(calls) == 2

@@ -102,6 +102,26 @@ def winograd_weight_grad_reference(x: Any, gy: Any) -> Any:
     return g.T @ du @ g
 
 
+# ---------------------------------------------------------------------------- when it pays
+# Where F(2x2, 3x3) measured faster than conv.py's im2col + GEMM (float32, batch 64, 1 and 2
+# threads; benchmarks/results/2026-12-02-winograd.md): its transforms cost a few passes over
+# C- and O-channel tiles, its GEMMs save 5/9 of C*O multiply-adds per pixel, so it wins once the
+# harmonic mean of C and O is large (1.15-1.45x at 64 channels and more, a tie at 32 -> 32); and
+# on images of at least 14x14 (at 7x7 a quarter of the tiles' outputs fall outside: 0.83-0.99x).
+MIN_SIZE = 14
+MIN_HARMONIC_CHANNELS = 40
+
+
+def use_winograd(xp: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                 hw: tuple[int, int], c: int, o: int) -> bool:
+    """True where conv2d should compute with these kernels: a 3x3 kernel at stride 1 and
+    padding 1 on the CPU (NumPy), an image of at least MIN_SIZE a side, and 2*C*O/(C+O) at
+    least MIN_HARMONIC_CHANNELS. The input gradient, a convolution with C and O swapped, has
+    the same harmonic mean, so one answer serves the forward and both gradients."""
+    return (xp.__name__ == "numpy" and kernel == (3, 3) and stride == (1, 1) and padding == (1, 1)
+            and min(hw) >= MIN_SIZE and 2 * c * o >= MIN_HARMONIC_CHANNELS * (c + o))
+
+
 # ---------------------------------------------------------------------------- the fast kernels
 # Bytes of transformed input tiles (V, 4x the input) built and multiplied at a time; measured
 # like conv.py's _BLOCK_BYTES (benchmarks/results/2026-12-02-winograd.md).
