@@ -9,6 +9,11 @@ both against a float64 computation.
 
     OPENBLAS_NUM_THREADS=1 AUTOGRAD_NUM_THREADS=1 python -m benchmarks.winograd_micro
     OPENBLAS_NUM_THREADS=1 AUTOGRAD_NUM_THREADS=2 python -m benchmarks.winograd_micro
+    OPENBLAS_NUM_THREADS=1 AUTOGRAD_NUM_THREADS=2 python -m benchmarks.winograd_micro --unet-step
+
+``--unet-step`` times the whole step instead: the benchmark's UNet (benchmarks/_common.py),
+a training step (forward, backward, AdamW) and a sampling forward, conv2d's Winograd rule on
+and off (``winograd.MIN_SIZE`` out of reach) alternately, step by step, in one process.
 
 (The engine's thread count is read once, from the environment: run once per thread count.)
 """
@@ -102,6 +107,51 @@ def float32_error(part: str, shape: tuple[int, int, int], n: int, rng) -> tuple[
     return errs[0], errs[1]
 
 
+def unet_steps(batch: int, repeat: int) -> None:
+    """Median ms of the UNet's training step and sampling forward, Winograd off and on, alternated."""
+    from autograd import Tensor, no_grad
+    from autograd.functional import mse_loss
+    from autograd.optim import AdamW
+    from tinydiff.models import UNet
+
+    rng = np.random.default_rng(0)
+    model = UNet()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=2e-4)
+    x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    target = rng.standard_normal(x.shape, dtype=np.float32)
+    t = rng.integers(0, 1000, size=batch)
+
+    def train() -> None:
+        model.train()
+        loss = mse_loss(model(Tensor(x), t), Tensor(target))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    @no_grad()
+    def sample() -> None:
+        model.eval()
+        model(Tensor(x), t)
+
+    on_size = winograd.MIN_SIZE
+
+    def with_rule(fn: Callable[[], None], size: int) -> Callable[[], None]:
+        def run() -> None:
+            winograd.MIN_SIZE = size
+            try:
+                fn()
+            finally:
+                winograd.MIN_SIZE = on_size
+        return run
+
+    print(f"benchmark UNet, batch {batch}, {_blocks.num_threads()} engine thread(s); median of {repeat} "
+          f"alternated pairs (ms)")
+    for name, fn in (("train step", train), ("sample forward", sample)):
+        off, on, ratio = alternate(with_rule(fn, 1 << 30), with_rule(fn, on_size), repeat)
+        print(f"  {name:<15} im2col only {off:8.1f}  with Winograd {on:8.1f}  ratio {ratio:5.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--net", choices=tuple(SHAPES), default="bench", help="whose shapes (default bench)")
@@ -111,7 +161,11 @@ def main() -> None:
     ap.add_argument("--block-bytes", type=int, default=None,
                     help="winograd._BLOCK_BYTES for this run (default: the module's)")
     ap.add_argument("--error", action="store_true", help="also the float32 relative errors")
+    ap.add_argument("--unet-step", action="store_true", help="time the whole UNet step instead (see above)")
     args = ap.parse_args()
+    if args.unet_step:
+        unet_steps(args.batch, args.repeat)
+        return
     if args.block_bytes is not None:
         winograd._BLOCK_BYTES = args.block_bytes
     parts = [p.strip() for p in args.parts.split(",")]
