@@ -34,25 +34,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
 from autograd.backend import get_array_module
 from autograd.ops._blocks import batch_blocks, run_blocks, sum_runs
 
 # F(2x2, 3x3): Lavin & Gray 2016, section 4.1 (the 1-D F(2, 3) matrices, nested for 2-D).
-BT = numpy.array([[1, 0, -1, 0],
-                  [0, 1, 1, 0],
-                  [0, -1, 1, 0],
-                  [0, 1, 0, -1]], dtype=numpy.float64)   # input transform B^T (4x4)
-G = numpy.array([[1, 0, 0],
-                 [0.5, 0.5, 0.5],
-                 [0.5, -0.5, 0.5],
-                 [0, 0, 1]], dtype=numpy.float64)         # filter transform G (4x3)
-AT = numpy.array([[1, 1, 1, 0],
-                  [0, 1, -1, -1]], dtype=numpy.float64)   # output transform A^T (2x4)
-for _m in (BT, G, AT):
-    _m.flags.writeable = False  # module constants: nothing may change them in place
-del _m
+# Tuples (immutable), made arrays of the data's module and dtype where used: the engine imports
+# no NumPy of its own (tests/test_backend_guard.py).
+BT = ((1, 0, -1, 0),
+      (0, 1, 1, 0),
+      (0, -1, 1, 0),
+      (0, 1, 0, -1))        # input transform B^T (4x4)
+G = ((1, 0, 0),
+     (0.5, 0.5, 0.5),
+     (0.5, -0.5, 0.5),
+     (0, 0, 1))             # filter transform G (4x3)
+AT = ((1, 1, 1, 0),
+      (0, 1, -1, -1))       # output transform A^T (2x4)
 
 
 # ---------------------------------------------------------------------------- the plain reference
@@ -136,7 +133,8 @@ def filter_transform(w: Any) -> Any:
     """
     xp = get_array_module(w)
     o, c = w.shape[:2]
-    gg = xp.asarray(numpy.kron(G, G), dtype=w.dtype)  # (16, 9): row 4*xi + nu, column 3*p + q
+    g = xp.asarray(G, dtype=w.dtype)
+    gg = xp.kron(g, g)  # (16, 9): row 4*xi + nu, column 3*p + q
     u = gg @ w.reshape(o * c, 9).T  # (16, O*C)
     return xp.ascontiguousarray(u.reshape(16, o, c).transpose(0, 2, 1))
 
@@ -297,6 +295,7 @@ def winograd_weight_grad(x: Any, gy: Any, bias_grad: bool = False) -> tuple[Any,
 
     du, db = sum_runs(run_blocks(weight_grad_blocks, _blocks(n, h, w, c, x.itemsize, xp)))
     # dL/dw[p,q] = sum_{xi,nu} G[xi,p] G[nu,q] dU[xi,nu] = (G kron G)^T @ dU, one GEMM.
-    gg = xp.asarray(numpy.kron(G, G), dtype=x.dtype)
+    g = xp.asarray(G, dtype=x.dtype)
+    gg = xp.kron(g, g)
     dw = (gg.T @ du.reshape(16, c * o)).reshape(3, 3, c, o)
     return dw.transpose(3, 2, 0, 1), db
