@@ -218,3 +218,13 @@ def test_conv2d_takes_the_winograd_path_where_the_rule_says(monkeypatch):
     assert calls == [(1, 14, 14, 64), (1, 14, 14, 64)]  # forward and dx
     F.conv2d(Tensor(x.data[:, :, :7, :7]), w, padding=1)
     assert len(calls) == 2
+
+
+def test_an_empty_batch_gives_empty_results_as_im2col_does():
+    x = Tensor(np.zeros((0, 64, 14, 14), np.float32), requires_grad=True)
+    w = Tensor(np.ones((64, 64, 3, 3), np.float32), requires_grad=True)
+    b = Tensor(np.ones(64, np.float32), requires_grad=True)
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.shape == (0, 64, 14, 14)
+    y.sum().backward()
+    assert x.grad.shape == (0, 64, 14, 14) and not w.grad.any() and not b.grad.any()

@@ -202,7 +202,7 @@ def winograd_correlate(x: Any, u: Any, bias: Any = None) -> Any:
     blocks = _blocks(n, h, w, c, x.itemsize, xp)
 
     def correlate_blocks(run: list[slice]) -> None:
-        nb = max(b.stop - b.start for b in run)
+        nb = max((b.stop - b.start for b in run), default=0)  # an empty batch: no blocks
         tiles = _InputTiles(xp, nb, h, w, c, x.dtype)
         m_buf = xp.empty((16, nb * th * tw, o), dtype=x.dtype)
         s_buf = xp.empty((2, 4, nb * th * tw, o), dtype=x.dtype)
@@ -257,7 +257,7 @@ def winograd_weight_grad(x: Any, gy: Any, bias_grad: bool = False) -> tuple[Any,
     th, tw = _tiles(h, w)
 
     def weight_grad_blocks(run: list[slice]) -> tuple[Any, Any]:
-        nb = max(b.stop - b.start for b in run)
+        nb = max((b.stop - b.start for b in run), default=0)  # an empty batch: no blocks
         tiles = _InputTiles(xp, nb, h, w, c, x.dtype)
         gy_pad = xp.zeros((nb, 2 * th, 2 * tw, o), dtype=x.dtype)  # outputs past an odd edge: no loss
         z = xp.empty((4, nb, 2 * th, tw, o), dtype=x.dtype)        # dY A^T: the column pass
