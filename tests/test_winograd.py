@@ -76,7 +76,7 @@ with_fixture = settings(suppress_health_check=[HealthCheck.function_scoped_fixtu
 @pytest.mark.parametrize("seed", range(5))
 def test_matrices_compute_f23_one_dimensional_correlation(seed):
     """F(2, 3): A^T [(G g) * (B^T d)] = the 2 outputs of correlating a 4-tap input d with a
-    3-tap filter g (Lavin & Gray eq. 7), and the 2-D nesting the 2x2 outputs of a 4x4 tile."""
+    3-tap filter g (Lavin & Gray section 4.1), and the 2-D nesting the 2x2 outputs of a 4x4 tile."""
     rng = np.random.default_rng(seed)
     bt, g_mat, at = (np.array(m, dtype=np.float64) for m in (winograd.BT, winograd.G, winograd.AT))
     d, g = rng.standard_normal(4), rng.standard_normal(3)

@@ -7,13 +7,13 @@ kernel taps, ``autograd/functional/conv_reference.py``) is what both are tested 
 
 The idea: a 2x2 block of outputs of a 3x3 correlation sees a 4x4 tile d of the padded input.
 Computed directly that is 2*2*3*3 = 36 multiplications per channel pair; Winograd's
-F(2x2, 3x3) (eq. 8 of the paper) gets it with 16:
+F(2x2, 3x3) (the nested 1-D F(2, 3) of section 4.1) gets it with 16:
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A        (* elementwise, 4x4)
 
 U = G g G^T is the filter, transformed once; V = B^T d B and the inverse transform A^T . A use
 only additions. Summed over input channels, the 16 elementwise products become 16 matrix
-products, one per position (xi, nu) of the 4x4 tile (eq. 12): M[xi,nu] = V[xi,nu] @ U[xi,nu]
+products, one per position (xi, nu) of the 4x4 tile (section 4): M[xi,nu] = V[xi,nu] @ U[xi,nu]
 with V (tiles, C) and U (C, O): the 2.25x fewer multiplications are done by BLAS GEMMs.
 
 Backward, by the chain rule through the same formula (its matrices transposed):
