@@ -39,7 +39,7 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 ModelFn = Callable[[Array, Array], Array]
 Denoise = Callable[[Array, float], Array]
 
-ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral")  # the last one adds noise
+ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral", "dpmpp_3m", "unipc")  # euler_ancestral adds noise
 # The ODE samplers' default spacing. "linspace" (DDIM's default) ends at t = 0, where sigma is
 # tiny (0.01 for the linear schedule): DPM-Solver++(2M)'s step into it has a step-size ratio r
 # near 0 and extrapolates wildly, and Heun's big first steps are no better. "trailing" (Lin et
@@ -267,12 +267,132 @@ def sample_euler_ancestral(denoise: Denoise, x: Array, sigmas: Sequence[float], 
     return x
 
 
+def sample_dpmpp_3m(denoise: Denoise, x: Array, sigmas: Sequence[float], callback: Callback = None,
+                    progress: bool = False) -> Array:
+    """DPM-Solver++(3M) (Lu et al. 2022, arXiv 2211.01095, sec. 4 / appendix B, the multistep
+    third-order solver; k-diffusion's ``sample_dpmpp_3m_sde`` with eta = 0). With lambda = -log
+    sigma and h = lambda_{i+1} - lambda_i, the data-prediction ODE integrates exactly as
+    x_{i+1} = e^{-h} x_i + int_0^h e^{tau - h} D(lambda_i + tau) d tau (2211.01095 eq. 9); with
+    D's Taylor expansion in lambda to second order, D_i + tau D' + tau^2 D'' / 2, that is
+
+        x_{i+1} = e^{-h} x_i + (1 - e^{-h}) D_i + h phi_2 D' - h^2 phi_3 D'',
+        phi_2 = (e^{-h} - 1) / h + 1,  phi_3 = phi_2 / h - 1/2,
+
+    with d1 ~ h D' and d2 ~ h^2 D'' from divided differences of the last three D's (r0 =
+    h_{i-1} / h, r1 = h_{i-2} / h; the layout of k-diffusion's ``sample_dpmpp_3m_sde``):
+
+        d1_0 = (D_i - D_{i-1}) / r0,  d1_1 = (D_{i-1} - D_{i-2}) / r1,
+        d1 = d1_0 + (d1_0 - d1_1) r0 / (r0 + r1),  d2 = 2 (d1_0 - d1_1) / (r0 + r1).
+
+    (Taylor-expanding D_{i-1}, D_{i-2} about lambda_i gives d1_0 - d1_1 = h^2 D'' (r0 + r1) / 2,
+    hence the 2; without it the D'' term is halved and the method is second order, which the
+    order test catches.)
+    One model call per step: first order on the first step, second order (phi_2 d1_0) on the
+    second, and the last step, to sigma = 0, returns D (DPM-Solver++(1), as in dpmpp_2m)."""
+    d_1 = d_2 = h_1 = h_2 = None
+    for i in _steps(sigmas, progress, "dpmpp_3m"):
+        denoised = denoise(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            h = math.log(sigmas[i] / sigmas[i + 1])
+            x = math.exp(-h) * x - math.expm1(-h) * denoised          # first order: DDIM
+            phi_2 = math.expm1(-h) / h + 1
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+                d2 = (d1_0 - d1_1) * (2 / (r0 + r1))                 # ~ h^2 D''
+                x = x + phi_2 * d1 - (phi_2 / h - 0.5) * d2
+            elif h_1 is not None:
+                x = x + phi_2 * ((denoised - d_1) * (h / h_1))
+            h_1, h_2 = h, h_1
+        d_1, d_2 = denoised, d_1
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
+def _unipc_coefficients(rks: Sequence[float], h: float, predictor: bool) -> list[float]:
+    """UniPC's rho (Zhao et al. 2023, arXiv 2302.04867, Alg. 1-2 / eq. 8 with B(h) = e^h - 1, the
+    "bh2" variant, for data prediction hh = -h): solve sum_m rho_m r_m^(k-1) = k! phi_{k+1}(hh) hh /
+    B(hh) for k = 1..p (the order conditions of Thm. 3.1). The predictor's 2nd order takes rho = 1/2
+    (as in the paper's code); the corrector with no earlier differences takes rho = 1/2."""
+    hh = -h
+    b_h = math.expm1(hh)
+    h_phi_k, factorial, b = math.expm1(hh) / hh - 1, 1, []
+    for k in range(1, len(rks) + 1):
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    if predictor:
+        if len(rks) <= 2:
+            return [0.5] if len(rks) == 2 else []
+        R = np.vander(np.asarray(rks[:-1]), len(rks) - 1, increasing=True).T
+        return np.linalg.solve(R, np.asarray(b[:-1])).tolist()
+    if len(rks) == 1:
+        return [0.5]
+    R = np.vander(np.asarray(rks), len(rks), increasing=True).T
+    return np.linalg.solve(R, np.asarray(b)).tolist()
+
+
+def sample_unipc(denoise: Denoise, x: Array, sigmas: Sequence[float], callback: Callback = None,
+                 progress: bool = False, order: int = 2) -> Array:
+    """UniPC (Zhao et al. 2023, arXiv 2302.04867), bh2 variant, data prediction, in x_bar with
+    lambda = -log sigma: each step is the predictor UniP-p (Alg. 2: DPM-Solver++'s first-order step
+    plus B(h) sum_m rho_m D1_m, D1_m = (D_{i-m} - D_i) / r_m, r_m = (lambda_{i-m} - lambda_i) / h)
+    and, once the model has been called at the predicted point, the corrector UniC-p (Alg. 1, eq.
+    8) redoes the same step with that new D as one more difference, lifting the order by one at
+    no extra call: the D at the uncorrected point is what the next step uses. ``order`` 2 (the
+    paper's default for unconditional sampling) gives third-order steps; warm-up and the last
+    steps use lower orders, and the last step, to sigma = 0, returns D (as dpmpp_2m)."""
+    ds: list[Array] = []               # D_i, D_{i-1}, ... (newest first)
+    lams: list[float] = []             # lambda of the same points
+    x_prev = None                      # the step's start, for the corrector
+    for i in _steps(sigmas, progress, "unipc"):
+        denoised = denoise(x, sigmas[i])
+        lam = -math.log(sigmas[i])
+        if x_prev is not None:         # UniC: correct x at sigma_i with the D just computed there
+            x = _unipc_step(x_prev, ds, lams, sigmas[i - 1], sigmas[i], p_used, new=denoised)
+        ds, lams = [denoised] + ds[:order], [lam] + lams[:order]
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            steps_left = len(sigmas) - 1 - i
+            p_used = min(order, len(ds), steps_left)          # warm-up; lower order at the end
+            x_prev, x = x, _unipc_step(x, ds, lams, sigmas[i], sigmas[i + 1], p_used)
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
+def _unipc_step(x: Array, ds: list[Array], lams: list[float], sigma: float, sigma_next: float, p: int,
+                new: Array | None = None) -> Array:
+    """One UniP-p step from (x at sigma, D's newest first) to sigma_next, or, with ``new`` = D at the
+    predicted point, the UniC-p step (the corrector uses ds[0] = D at sigma as the base)."""
+    h = math.log(sigma / sigma_next)
+    m0 = ds[0]
+    rks = [(lams[m] - lams[0]) / h for m in range(1, p)] + [1.0]
+    d1s = [(ds[m] - m0) * (1 / rks[m - 1]) for m in range(1, p)]
+    rhos = _unipc_coefficients(rks, h, predictor=new is None)
+    b_h = math.expm1(-h)
+    x_next = (sigma_next / sigma) * x - b_h * m0               # DPM-Solver++(1): DDIM
+    res = 0.0
+    for rho, d in zip(rhos, d1s):                              # the corrector's last rho is for `new`
+        res = res + rho * d
+    if new is not None:
+        res = res + rhos[-1] * (new - m0)
+    return x_next - b_h * res
+
+
 SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
-                     "euler_ancestral": sample_euler_ancestral}
+                     "euler_ancestral": sample_euler_ancestral, "dpmpp_3m": sample_dpmpp_3m,
+                     "unipc": sample_unipc}
 
 
 def model_evaluations(sampler: str, steps: int) -> int:
-    """What each method promises: euler N, heun 2N - 1, dpmpp_2m N, euler_ancestral N model calls."""
+    """What each method promises: heun 2N - 1 model calls, every other one N (UniPC's corrector
+    reuses the next step's call)."""
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
