@@ -51,15 +51,25 @@ def dpmpp_2m_sde(denoise, x, sigmas, noise, eta=1.0):
     return x
 
 
-def configurations(grid: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+def configurations(ac: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
     """name -> (sampler, noise levels ending at 0), each spending exactly CALLS model calls."""
+    grid = S.sigmas_from_alphas_cumprod(ac)
     trailing = np.append(grid[S.spaced_timesteps(len(grid), CALLS, "trailing")], 0.0)
+    expo = S.get_sigmas_exponential(CALLS, grid[0], grid[-1])
+    few = S.get_sigmas(ac, CALLS, None, "few_step")[0]
     return {
         "dpmpp_2m trailing": ("dpmpp_2m", trailing),
-        "dpmpp_2m exponential": ("dpmpp_2m", S.get_sigmas_exponential(CALLS, grid[0], grid[-1])),
+        "dpmpp_2m exponential": ("dpmpp_2m", expo),
         "dpmpp_2m karras": ("dpmpp_2m", S.get_sigmas_karras(CALLS, grid[0], grid[-1])),
         "euler_ancestral trailing": ("euler_ancestral", trailing),
         "dpmpp_2m_sde trailing": ("dpmpp_2m_sde", trailing),
+        "dpmpp_3m trailing": ("dpmpp_3m", trailing),
+        "dpmpp_3m exponential": ("dpmpp_3m", expo),
+        "unipc trailing": ("unipc", trailing),
+        "unipc exponential": ("unipc", expo),
+        "dpmpp_2m few_step": ("dpmpp_2m", few),
+        "dpmpp_3m few_step": ("dpmpp_3m", few),
+        "unipc few_step": ("unipc", few),
     }
 
 
@@ -88,7 +98,7 @@ def main(dataset: str, seeds: list[int], ddpm: bool) -> None:
     run = load_run(f"runs/toy2d-{dataset}/checkpoint.npz")
     ac = run.diffusion.alphas_cumprod
     fn = model_fn_for(run.model)
-    configs = configurations(S.sigmas_from_alphas_cumprod(ac))
+    configs = configurations(ac)
     res: dict[str, list[float]] = {k: [] for k in configs}
     res["ddpm 1000"] = []
     for seed in seeds:

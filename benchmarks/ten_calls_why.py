@@ -40,8 +40,7 @@ from tinydiff.sampling import generate, load_run, model_fn_for
 from ten_calls import CALLS, N, configurations, run_configuration
 
 FINE = 400  # steps of the reference ODE solve over the whole range sigma(T-1)..sigma(0)
-FULL_LOG_RANGE = math.log(157.4 / 0.0100005)  # the linear schedule's, T = 1000
-PREFIX_CONFIGS = ("dpmpp_2m trailing", "dpmpp_2m exponential")
+PREFIX_CONFIGS = ("dpmpp_2m trailing", "dpmpp_2m exponential", "unipc few_step")
 
 
 def fine_levels(sigma_hi: float, sigma_lo: float) -> list[float]:
@@ -49,7 +48,7 @@ def fine_levels(sigma_hi: float, sigma_lo: float) -> list[float]:
     for a shorter one), then 0; just [sigma_hi, 0] if sigma_hi is already at sigma_lo."""
     if sigma_hi <= sigma_lo * (1 + 1e-9):
         return [sigma_hi, 0.0]
-    n = max(20, round(FINE * math.log(sigma_hi / sigma_lo) / FULL_LOG_RANGE))
+    n = max(20, round(FINE * math.log(sigma_hi / sigma_lo) / math.log(157.4 / 0.0100005)))
     return [float(s) for s in S.get_sigmas_exponential(n, sigma_lo, sigma_hi)]
 
 
@@ -62,7 +61,7 @@ def main(dataset: str, seeds: list[int], moons_points: int) -> None:
         oracle, what = exact_model(dataset, ac)
     else:
         oracle, what = exact_model(dataset, ac, train_points=moons_points, seed=12345)
-    configs = configurations(grid)
+    configs = configurations(ac)
     res: dict[str, list[float]] = {}
 
     def score(name: str, x: np.ndarray, seed: int) -> None:

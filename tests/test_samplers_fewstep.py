@@ -4,7 +4,8 @@
   DPM-Solver++(3M) and UniPC-2 (bh2) are third order;
 - UniPC's order conditions: the rho it solves for reproduce phi_k's Taylor coefficients, and its
   corrector with no history is the trapezoidal rule in lambda;
-- model calls (N for both), the last step returns D, first steps are DDIM.
+- model calls (N for both), the last step returns D, first steps are DDIM;
+- the "few_step" noise levels and explicit sigma lists (walked as given, bad ones refused).
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import math
 import numpy as np
 import pytest
 
-from test_samplers import D_LIN, MU, S, Spy, exact_solution, gaussian_model, wiggly_model
-from tinydiff.samplers import _unipc_coefficients, model_evaluations, sample_dpmpp_3m, sigmas_from_alphas_cumprod
+from test_samplers import D_LIN, MU, S, Spy, exact_solution, gaussian_model, wiggly_model, wiggly_model_float
+from tinydiff.diffusion import GaussianDiffusion
+from tinydiff.samplers import (FEW_STEP_SIGMA_MAX, FEW_STEP_SIGMA_MIN, _unipc_coefficients, get_sigmas,
+                               get_sigmas_exponential, model_evaluations, sample_dpmpp_3m,
+                               sigmas_from_alphas_cumprod)
 
 GRID = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
 
@@ -122,3 +126,50 @@ def test_model_calls_first_step_and_last_step(sampler, steps, sigmas):
         _, euler = D_LIN.sample(model, x_T.shape, sampler="euler", steps=steps, sigmas=sigmas, x_T=x_T,
                                 return_trajectory=True)
         np.testing.assert_allclose(traj[1], euler[1], rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- noise-level lists
+
+def test_few_step_sigmas_are_geometric_between_their_ends():
+    levels, fractional = get_sigmas(D_LIN.alphas_cumprod, 10, None, "few_step")
+    assert fractional and levels[-1] == 0 and np.all(np.diff(levels) < 0)
+    lo, hi = FEW_STEP_SIGMA_MIN, FEW_STEP_SIGMA_MAX
+    np.testing.assert_allclose(levels[:-1], [hi * (lo / hi) ** (i / 9) for i in range(10)], rtol=1e-12)
+
+
+def test_few_step_sigmas_clip_into_a_short_schedule():
+    d = GaussianDiffusion(np.linspace(1e-4, 0.02, 50))   # sigma(T-1) ~ 0.8 < 40
+    grid = sigmas_from_alphas_cumprod(d.alphas_cumprod)
+    levels, _ = get_sigmas(d.alphas_cumprod, 5, None, "few_step")
+    assert levels[0] == pytest.approx(grid[-1]) and levels[-2] == pytest.approx(max(grid[0], FEW_STEP_SIGMA_MIN))
+
+
+def test_an_explicit_sigma_list_is_walked_as_given():
+    """The model is called at t(sigma) of each listed level (log-sigma interpolation, written out)."""
+    grid = sigmas_from_alphas_cumprod(D_LIN.alphas_cumprod)
+    listed = [30.0, 4.0, 0.5, 0.05, 0.0]
+    spy = Spy(lambda x, t: wiggly_model(x, np.asarray(t)))
+    x_T = np.random.default_rng(3).standard_normal((3, 2))
+    D_LIN.sample(spy, x_T.shape, sampler="unipc", sigmas=listed, x_T=x_T)
+    want = [np.interp(np.log(s), np.log(grid), np.arange(len(grid))) for s in listed[:-1]]
+    np.testing.assert_allclose([t[0] for t in spy.ts], want, rtol=1e-12)
+    same = D_LIN.sample(wiggly_model_float, x_T.shape, sampler="dpmpp_2m", sigmas="exponential", steps=6, x_T=x_T)
+    again = D_LIN.sample(wiggly_model_float, x_T.shape, sampler="dpmpp_2m", steps=6, x_T=x_T,
+                         sigmas=get_sigmas_exponential(6, grid[0], grid[-1]))
+    np.testing.assert_allclose(again, same, rtol=1e-12)
+
+
+@pytest.mark.parametrize("listed, kw, match", [
+    ([5.0, 6.0, 0.0], {}, "strictly decrease"),
+    ([5.0, 1.0], {}, "end at 0"),
+    ([500.0, 1.0, 0.0], {}, r"\[sigma\(0\), sigma\(T-1\)\]"),
+    ([5.0, 0.001, 0.0], {}, r"\[sigma\(0\), sigma\(T-1\)\]"),
+    ([5.0, float("nan"), 0.0], {}, "finite"),
+    ([[5.0, 0.0]], {}, "one dimension"),
+    (["a", 0.0], {}, "list of floats"),
+    ([5.0, 1.0, 0.0], {"steps": 3}, "has 2 steps"),
+    ([5.0, 1.0, 0.0], {"spacing": "trailing"}, "no spacing"),
+])
+def test_bad_sigma_lists_are_clear_errors(listed, kw, match):
+    with pytest.raises(ValueError, match=match):
+        D_LIN.sample(wiggly_model_float, (2, 3), sampler="euler", sigmas=listed, x_T=np.zeros((2, 3)), **kw)

@@ -47,8 +47,15 @@ ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral", "dpmpp_3m", "uni
 # moons at 10 calls but hurt 8gaussians, so trailing stays (README, "Sample quality against
 # model evaluations").
 DEFAULT_ODE_SPACING = "trailing"
-SIGMA_SCHEDULES = ("karras", "exponential")
+SIGMA_SCHEDULES = ("karras", "exponential", "few_step")
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
+# "few_step": exponential sigmas between these ends (clipped into the schedule's range), the
+# toy-2D counterparts of Karras' Table 1 sigma_max = 80, sigma_min = 0.002 for data of unit
+# scale. Above ~40 the denoiser is the data mean to within 1/sigma^2, so a call there is wasted;
+# below ~0.08 (the toy data's finest structure is ~0.06) the steps refine nothing the metric
+# sees, while the last step to 0 from 0.34 (trailing) blurs. Picked on seeds 100-101 only
+# (benchmarks/results/2026-12-02-ten-calls.md, "Why").
+FEW_STEP_SIGMA_MAX, FEW_STEP_SIGMA_MIN = 40.0, 0.08
 
 
 # --------------------------------------------------------------------------- noise levels
@@ -94,29 +101,66 @@ def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> np.nda
     return np.append(np.geomspace(sigma_max, sigma_min, n), 0.0)  # geomspace keeps both ends exact
 
 
-def get_sigmas(alphas_cumprod: np.ndarray, steps: int, spacing: str | None = None,
-               sigmas: str | None = None) -> tuple[np.ndarray, bool]:
+def check_sigma_list(levels: Any, grid: np.ndarray) -> np.ndarray:
+    """An explicit list of noise levels as a sampler needs it: 1-D, finite, strictly decreasing,
+    ending at 0, the others within the schedule's [sigma(0), sigma(T-1)] (outside it t(sigma)
+    would be clamped to the grid's ends). Returns it as float64, or raises a ValueError."""
+    try:
+        a = np.asarray(levels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigmas: expected a name ({', '.join(SIGMA_SCHEDULES)}) or a list of "
+                         f"floats; got {levels!r}") from None
+    if a.ndim != 1 or len(a) < 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"sigmas: a list of noise levels needs >= 2 finite floats in one dimension; got shape {a.shape}")
+    if a[-1] != 0 or not np.all(np.diff(a) < 0):
+        raise ValueError("sigmas: the noise levels must strictly decrease and end at 0")
+    lo, hi = float(grid[0]), float(grid[-1])
+    if a[-2] < lo * (1 - 1e-9) or a[0] > hi * (1 + 1e-9):
+        raise ValueError(f"sigmas: the nonzero noise levels must lie in the schedule's "
+                         f"[sigma(0), sigma(T-1)] = [{lo:.4g}, {hi:.4g}]; got {a[-2]:.4g}..{a[0]:.4g}")
+    return a
+
+
+def get_sigmas(alphas_cumprod: np.ndarray, steps: int | None, spacing: str | None = None,
+               sigmas: Any = None) -> tuple[np.ndarray, bool]:
     """The noise levels a sampler walks, (steps + 1,) float64 strictly decreasing to 0, and whether
     they lie between the grid's (so the model must take fractional timesteps).
 
     - default: sigma_t at the ``spaced_timesteps(T, steps, spacing)`` timesteps, then 0
       (``spacing`` defaults to ``DEFAULT_ODE_SPACING``, "trailing");
     - ``sigmas="karras"``: Karras eq. 5 (rho = 7) between sigma(0) and sigma(T-1), then 0;
-    - ``sigmas="exponential"``: evenly spaced in log sigma between the same ends, then 0.
+    - ``sigmas="exponential"``: evenly spaced in log sigma between the same ends, then 0;
+    - ``sigmas="few_step"``: evenly spaced in log sigma between ``FEW_STEP_SIGMA_MAX`` and
+      ``FEW_STEP_SIGMA_MIN`` (each clipped into [sigma(0), sigma(T-1)]), then 0;
+    - ``sigmas=[s_0, ..., s_{N-1}, 0]``: an explicit list (``check_sigma_list``), k-diffusion
+      style; ``steps`` must be None or its N.
     """
     grid = sigmas_from_alphas_cumprod(alphas_cumprod)
     if sigmas is None:
         ts = spaced_timesteps(len(grid), steps, spacing or DEFAULT_ODE_SPACING)
         return np.append(grid[ts], 0.0), False
+    if not isinstance(sigmas, str):
+        if spacing is not None:
+            raise ValueError("an explicit sigmas list chooses its own noise levels; it takes no spacing")
+        levels = check_sigma_list(sigmas, grid)
+        if steps is not None and steps != len(levels) - 1:
+            raise ValueError(f"sigmas: the list has {len(levels) - 1} steps but steps={steps}")
+        return levels, True
     if sigmas not in SIGMA_SCHEDULES:
         raise ValueError(f"unknown sigmas {sigmas!r}; valid ones are {', '.join(SIGMA_SCHEDULES)} "
-                         "(or None for the schedule's own sigmas at a spacing)")
+                         "(or None for the schedule's own sigmas at a spacing, or a list)")
     if spacing is not None:
         raise ValueError(f"sigmas={sigmas!r} chooses its own noise levels; it takes no spacing")
     if not 1 <= steps <= 10 ** 6:
         raise ValueError(f"steps must be in 1..1000000; got {steps!r}")
+    lo, hi = float(grid[0]), float(grid[-1])
+    if sigmas == "few_step":
+        lo, hi = min(max(FEW_STEP_SIGMA_MIN, lo), hi), max(min(FEW_STEP_SIGMA_MAX, hi), lo)
+        if not lo < hi:
+            raise ValueError(f"sigmas='few_step': the schedule's sigma range [{grid[0]:.4g}, {grid[-1]:.4g}] "
+                             f"does not reach into [{FEW_STEP_SIGMA_MIN}, {FEW_STEP_SIGMA_MAX}]")
     make = get_sigmas_karras if sigmas == "karras" else get_sigmas_exponential
-    return make(int(steps), float(grid[0]), float(grid[-1])), True
+    return make(int(steps), lo, hi), True
 
 
 # --------------------------------------------------------------------------- the denoiser
@@ -396,15 +440,18 @@ def model_evaluations(sampler: str, steps: int) -> int:
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sampler: str, steps: int,
-               spacing: str | None = None, sigmas: str | None = None, parameterization: str = "eps",
+def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sampler: str, steps: int | None,
+               spacing: str | None = None, sigmas: Any = None, parameterization: str = "eps",
                clip_x0: bool = False, progress: bool = False, return_trajectory: bool = False,
                rng: Any = None) -> Array | tuple[Array, list[Array]]:
     """Integrate the probability-flow ODE from ``x_T`` (a draw of q(x_T), as for DDPM/DDIM) with
-    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's).
+    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's; for
+    unipc the intermediate ones are the predictor's, before the next step's correction).
     ``rng`` (a NumPy or CuPy Generator) draws the noise of ``euler_ancestral``."""
     if sampler not in SAMPLER_FUNCTIONS:
         raise ValueError(f"unknown ODE sampler {sampler!r}; valid ones are {', '.join(ODE_SAMPLERS)}")
+    if steps is None and (sigmas is None or isinstance(sigmas, str)):
+        steps = len(alphas_cumprod)                          # all T, as for ddim
     levels, fractional = get_sigmas(alphas_cumprod, steps, spacing, sigmas)
     levels = [float(s) for s in levels]
     denoise = Denoiser(model_fn, alphas_cumprod, parameterization, clip_x0, fractional)
