@@ -33,11 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ten_calls.py beside 
 
 from autograd.tensor import no_grad
 from tinydiff import samplers as S
-from tinydiff.data.toy2d import sample_toy2d
 from tinydiff.evaluate import toy2d_metrics
 from tinydiff.lab import MIXTURE_DATASETS, exact_model
-from tinydiff.sampling import generate, load_run, model_fn_for
-from ten_calls import CALLS, N, configurations, run_configuration
+from tinydiff.sampling import generate, model_fn_for
+from ten_calls import CALLS, N, configurations, load_run, run_configuration  # load_run: as ten_calls finds it
 
 FINE = 400  # default steps of the reference ODE solve over the whole range sigma(T-1)..sigma(0)
 PREFIX_CONFIGS = ("dpmpp_2m trailing", "dpmpp_2m exponential", "unipc few_step")
