@@ -52,37 +52,59 @@ def dpmpp_2m_sde(denoise, x, sigmas, noise, eta=1.0):
     return x
 
 
-def main(dataset: str, seeds: list[int], ddpm: bool) -> None:
-    run = load_run(f"runs/toy2d-{dataset}/checkpoint.npz")
-    ac = run.diffusion.alphas_cumprod
+def configurations(ac: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    """name -> (sampler, noise levels ending at 0), each spending exactly CALLS model calls."""
     grid = S.sigmas_from_alphas_cumprod(ac)
-    fn = model_fn_for(run.model)
     trailing = np.append(grid[S.spaced_timesteps(len(grid), CALLS, "trailing")], 0.0)
-    configs = {
+    expo = S.get_sigmas_exponential(CALLS, grid[0], grid[-1])
+    few = S.get_sigmas(ac, CALLS, None, "few_step")[0]
+    return {
         "dpmpp_2m trailing": ("dpmpp_2m", trailing),
-        "dpmpp_2m exponential": ("dpmpp_2m", S.get_sigmas_exponential(CALLS, grid[0], grid[-1])),
+        "dpmpp_2m exponential": ("dpmpp_2m", expo),
         "dpmpp_2m karras": ("dpmpp_2m", S.get_sigmas_karras(CALLS, grid[0], grid[-1])),
         "euler_ancestral trailing": ("euler_ancestral", trailing),
         "dpmpp_2m_sde trailing": ("dpmpp_2m_sde", trailing),
+        "dpmpp_3m trailing": ("dpmpp_3m", trailing),
+        "dpmpp_3m exponential": ("dpmpp_3m", expo),
+        "unipc trailing": ("unipc", trailing),
+        "unipc exponential": ("unipc", expo),
+        "dpmpp_2m few_step": ("dpmpp_2m", few),
+        "dpmpp_3m few_step": ("dpmpp_3m", few),
+        "unipc few_step": ("unipc", few),
     }
+
+
+def run_configuration(fn, ac: np.ndarray, seed: int, config: tuple[str, np.ndarray]) -> np.ndarray:
+    """x_0 from the seed's x_T ~ N(0, I) (``default_rng([seed, 5])``, which then draws the
+    stochastic samplers' noise) through one configuration; asserts the CALLS model calls."""
+    sampler, levels = config
+    rng = np.random.default_rng([seed, 5])
+    x_T = rng.standard_normal((N, 2))
+    levels = [float(s) for s in levels]
+    den = S.Denoiser(fn, ac, "eps", False, fractional=True)
+    x = x_T * math.sqrt(1 + levels[0] ** 2)
+    noise = functools.partial(rng.standard_normal, x_T.shape)
+    with no_grad():
+        if sampler == "euler_ancestral":
+            x = S.sample_euler_ancestral(den, x, levels, noise)
+        elif sampler == "dpmpp_2m_sde":
+            x = dpmpp_2m_sde(den, x, levels, noise)
+        else:
+            x = S.SAMPLER_FUNCTIONS[sampler](den, x, levels)
+    assert den.calls == CALLS, (sampler, den.calls)
+    return x
+
+
+def main(dataset: str, seeds: list[int], ddpm: bool) -> None:
+    run = load_run(f"runs/toy2d-{dataset}/checkpoint.npz")
+    ac = run.diffusion.alphas_cumprod
+    fn = model_fn_for(run.model)
+    configs = configurations(ac)
     res: dict[str, list[float]] = {k: [] for k in configs}
     res["ddpm 1000"] = []
     for seed in seeds:
-        for name, (sampler, levels) in configs.items():
-            rng = np.random.default_rng([seed, 5])
-            x_T = rng.standard_normal((N, 2))
-            levels = [float(s) for s in levels]
-            den = S.Denoiser(fn, ac, "eps", False, fractional=True)
-            x = x_T * math.sqrt(1 + levels[0] ** 2)
-            noise = functools.partial(rng.standard_normal, x_T.shape)
-            with no_grad():
-                if sampler == "euler_ancestral":
-                    x = S.sample_euler_ancestral(den, x, levels, noise)
-                elif sampler == "dpmpp_2m_sde":
-                    x = dpmpp_2m_sde(den, x, levels, noise)
-                else:
-                    x = S.SAMPLER_FUNCTIONS[sampler](den, x, levels)
-            assert den.calls == CALLS, (name, den.calls)
+        for name, config in configs.items():
+            x = run_configuration(fn, ac, seed, config)
             res[name].append(toy2d_metrics(x, dataset, seed=seed).sw_ratio)
         if ddpm:
             samples = generate(run.model, run.diffusion, N, (2,), sampler="ddpm", seed=seed, batch_size=N).samples

@@ -185,7 +185,7 @@ def test_model_calls_timesteps_and_last_step(sampler, steps, sigmas):
     out = D_LIN.sample(spy, x_T.shape, sampler=sampler, steps=steps, sigmas=sigmas, x_T=x_T,
                        parameterization="x0", rng=np.random.default_rng(0))
     assert len(spy.ts) == {"euler": steps, "heun": 2 * steps - 1, "dpmpp_2m": steps,
-                           "euler_ancestral": steps}[sampler]
+                           "euler_ancestral": steps, "dpmpp_3m": steps, "unipc": steps}[sampler]
     assert len(spy.ts) == model_evaluations(sampler, steps)
     assert all(t.dtype == (np.int64 if sigmas is None else np.float64) for t in spy.ts)
     np.testing.assert_allclose(out, spy.last, rtol=1e-12, atol=1e-14)  # the last step returns x_0 = D

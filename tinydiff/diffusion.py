@@ -396,7 +396,9 @@ class GaussianDiffusion:
           spacing "trailing": see ``tinydiff.samplers.DEFAULT_ODE_SPACING``) or
           ``sigmas="karras"`` (Karras eq. 5) or ``"exponential"`` (evenly spaced in log sigma),
           then sigma = 0; euler and dpmpp_2m call the model ``steps`` times, heun 2 steps - 1
-          times. With karras or exponential sigmas the model gets float64 t.
+          times. With karras or exponential sigmas the model gets float64 t; ``sigmas`` may also
+          be an explicit list ending at 0 (``tinydiff.samplers.get_sigmas``). ``"dpmpp_3m"`` and
+          ``"unipc"`` are the third-order few-step solvers, ``steps`` calls each.
           ``"euler_ancestral"`` (optional extra) is the same walk with DDPM's noise (eta = 1).
 
         ``model_fn(x_t, t)`` gets an int64 array t of shape (B,) and returns the prediction named by
@@ -428,8 +430,7 @@ class GaussianDiffusion:
             if timesteps is not None or eta != 0.0:
                 raise ValueError(f"sample: {sampler!r} is deterministic on spaced or karras sigmas; "
                                  "timesteps and eta only apply to 'ddim'")
-            return ode.sample_ode(model_fn, self.alphas_cumprod, x, sampler,
-                                  self.num_timesteps if steps is None else steps, spacing=spacing,
+            return ode.sample_ode(model_fn, self.alphas_cumprod, x, sampler, steps, spacing=spacing,
                                   sigmas=sigmas, parameterization=parameterization,
                                   clip_x0=clip_x0, progress=progress,
                                   return_trajectory=return_trajectory, rng=rng)

@@ -1,4 +1,4 @@
-"""Samplers of the probability-flow ODE: Euler, Heun and DPM-Solver++(2M), on plain arrays.
+"""Samplers of the probability-flow ODE: Euler, Heun, DPM-Solver++(2M, 3M), UniPC, on plain arrays.
 
 The ODE view, written once (Karras et al. 2022, arXiv 2206.00364, sec. 2 and eqs. 3-4; Song et
 al. 2021, arXiv 2011.13456, eq. 13). A discrete schedule's alpha_bar_t defines the noise level
@@ -18,7 +18,8 @@ and every deterministic DDPM-family sampler integrates one ODE from sigma_max do
 Each sampler below is one short function of (denoise, x_bar, sigmas), k-diffusion style, with
 ``sigmas`` strictly decreasing and ending at 0. Noise levels are the schedule's own sigma_t at a
 spacing of timesteps (``tinydiff.schedules.spaced_timesteps``), Karras' eq. 5 (``"karras"``), or
-evenly spaced in log sigma (``"exponential"``: DPM-Solver's uniform logSNR steps);
+evenly spaced in log sigma (``"exponential"``: DPM-Solver's uniform logSNR steps; ``"few_step"``:
+the same between 40 and 0.08, the best measured at 10 calls on toy 2D), or an explicit list;
 between grid points the model is called at the fractional timestep found by linear interpolation
 in log sigma (k-diffusion's ``sigma_to_t``), so ``model_fn`` then receives float64 t.
 
@@ -39,16 +40,23 @@ Array = Any  # numpy.ndarray or cupy.ndarray
 ModelFn = Callable[[Array, Array], Array]
 Denoise = Callable[[Array, float], Array]
 
-ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral")  # the last one adds noise
+ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral", "dpmpp_3m", "unipc")  # euler_ancestral adds noise
 # The ODE samplers' default spacing. "linspace" (DDIM's default) ends at t = 0, where sigma is
 # tiny (0.01 for the linear schedule): DPM-Solver++(2M)'s step into it has a step-size ratio r
 # near 0 and extrapolates wildly, and Heun's big first steps are no better. "trailing" (Lin et
 # al. 2024) starts at T-1 and jumps from sigma(T/S - 1) straight to 0. "exponential" sigmas help
 # moons at 10 calls but hurt 8gaussians, so trailing stays (README, "Sample quality against
-# model evaluations").
+# model evaluations"). At 10 calls use sigmas="few_step" (benchmarks/results/2026-12-02-ten-calls.md).
 DEFAULT_ODE_SPACING = "trailing"
-SIGMA_SCHEDULES = ("karras", "exponential")
+SIGMA_SCHEDULES = ("karras", "exponential", "few_step")
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
+# "few_step": exponential sigmas between these ends (clipped into the schedule's range), the
+# toy-2D counterparts of Karras' Table 1 sigma_max = 80, sigma_min = 0.002 for data of unit
+# scale. Above ~40 the denoiser is the data mean to within 1/sigma^2, so a call there is wasted;
+# below ~0.08 (the toy data's finest structure is ~0.06) the steps refine nothing the metric
+# sees, while the last step to 0 from 0.34 (trailing) blurs. Picked on seeds 100-101 only
+# (benchmarks/results/2026-12-02-ten-calls.md, "Why").
+FEW_STEP_SIGMA_MAX, FEW_STEP_SIGMA_MIN = 40.0, 0.08
 
 
 # --------------------------------------------------------------------------- noise levels
@@ -94,29 +102,66 @@ def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> np.nda
     return np.append(np.geomspace(sigma_max, sigma_min, n), 0.0)  # geomspace keeps both ends exact
 
 
-def get_sigmas(alphas_cumprod: np.ndarray, steps: int, spacing: str | None = None,
-               sigmas: str | None = None) -> tuple[np.ndarray, bool]:
+def check_sigma_list(levels: Any, grid: np.ndarray) -> np.ndarray:
+    """An explicit list of noise levels as a sampler needs it: 1-D, finite, strictly decreasing,
+    ending at 0, the others within the schedule's [sigma(0), sigma(T-1)] (outside it t(sigma)
+    would be clamped to the grid's ends). Returns it as float64, or raises a ValueError."""
+    try:
+        a = np.asarray(levels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigmas: expected a name ({', '.join(SIGMA_SCHEDULES)}) or a list of "
+                         f"floats; got {levels!r}") from None
+    if a.ndim != 1 or len(a) < 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"sigmas: a list of noise levels needs >= 2 finite floats in one dimension; got shape {a.shape}")
+    if a[-1] != 0 or not np.all(np.diff(a) < 0):
+        raise ValueError("sigmas: the noise levels must strictly decrease and end at 0")
+    lo, hi = float(grid[0]), float(grid[-1])
+    if a[-2] < lo * (1 - 1e-9) or a[0] > hi * (1 + 1e-9):
+        raise ValueError(f"sigmas: the nonzero noise levels must lie in the schedule's "
+                         f"[sigma(0), sigma(T-1)] = [{lo:.4g}, {hi:.4g}]; got {a[-2]:.4g}..{a[0]:.4g}")
+    return a
+
+
+def get_sigmas(alphas_cumprod: np.ndarray, steps: int | None, spacing: str | None = None,
+               sigmas: Any = None) -> tuple[np.ndarray, bool]:
     """The noise levels a sampler walks, (steps + 1,) float64 strictly decreasing to 0, and whether
     they lie between the grid's (so the model must take fractional timesteps).
 
     - default: sigma_t at the ``spaced_timesteps(T, steps, spacing)`` timesteps, then 0
       (``spacing`` defaults to ``DEFAULT_ODE_SPACING``, "trailing");
     - ``sigmas="karras"``: Karras eq. 5 (rho = 7) between sigma(0) and sigma(T-1), then 0;
-    - ``sigmas="exponential"``: evenly spaced in log sigma between the same ends, then 0.
+    - ``sigmas="exponential"``: evenly spaced in log sigma between the same ends, then 0;
+    - ``sigmas="few_step"``: evenly spaced in log sigma between ``FEW_STEP_SIGMA_MAX`` and
+      ``FEW_STEP_SIGMA_MIN`` (each clipped into [sigma(0), sigma(T-1)]), then 0;
+    - ``sigmas=[s_0, ..., s_{N-1}, 0]``: an explicit list (``check_sigma_list``), k-diffusion
+      style; ``steps`` must be None or its N.
     """
     grid = sigmas_from_alphas_cumprod(alphas_cumprod)
     if sigmas is None:
         ts = spaced_timesteps(len(grid), steps, spacing or DEFAULT_ODE_SPACING)
         return np.append(grid[ts], 0.0), False
+    if not isinstance(sigmas, str):
+        if spacing is not None:
+            raise ValueError("an explicit sigmas list chooses its own noise levels; it takes no spacing")
+        levels = check_sigma_list(sigmas, grid)
+        if steps is not None and steps != len(levels) - 1:
+            raise ValueError(f"sigmas: the list has {len(levels) - 1} steps but steps={steps}")
+        return levels, True
     if sigmas not in SIGMA_SCHEDULES:
         raise ValueError(f"unknown sigmas {sigmas!r}; valid ones are {', '.join(SIGMA_SCHEDULES)} "
-                         "(or None for the schedule's own sigmas at a spacing)")
+                         "(or None for the schedule's own sigmas at a spacing, or a list)")
     if spacing is not None:
         raise ValueError(f"sigmas={sigmas!r} chooses its own noise levels; it takes no spacing")
     if not 1 <= steps <= 10 ** 6:
         raise ValueError(f"steps must be in 1..1000000; got {steps!r}")
+    lo, hi = float(grid[0]), float(grid[-1])
+    if sigmas == "few_step":
+        lo, hi = min(max(FEW_STEP_SIGMA_MIN, lo), hi), max(min(FEW_STEP_SIGMA_MAX, hi), lo)
+        if not lo < hi:
+            raise ValueError(f"sigmas='few_step': the schedule's sigma range [{grid[0]:.4g}, {grid[-1]:.4g}] "
+                             f"does not reach into [{FEW_STEP_SIGMA_MIN}, {FEW_STEP_SIGMA_MAX}]")
     make = get_sigmas_karras if sigmas == "karras" else get_sigmas_exponential
-    return make(int(steps), float(grid[0]), float(grid[-1])), True
+    return make(int(steps), lo, hi), True
 
 
 # --------------------------------------------------------------------------- the denoiser
@@ -267,24 +312,147 @@ def sample_euler_ancestral(denoise: Denoise, x: Array, sigmas: Sequence[float], 
     return x
 
 
+def sample_dpmpp_3m(denoise: Denoise, x: Array, sigmas: Sequence[float], callback: Callback = None,
+                    progress: bool = False) -> Array:
+    """DPM-Solver++(3M) (Lu et al. 2022, arXiv 2211.01095, sec. 4 / appendix B, the multistep
+    third-order solver; k-diffusion's ``sample_dpmpp_3m_sde`` with eta = 0). With lambda = -log
+    sigma and h = lambda_{i+1} - lambda_i, the data-prediction ODE integrates exactly as
+    x_{i+1} = e^{-h} x_i + int_0^h e^{tau - h} D(lambda_i + tau) d tau (2211.01095 eq. 9); with
+    D's Taylor expansion in lambda to second order, D_i + tau D' + tau^2 D'' / 2, that is
+
+        x_{i+1} = e^{-h} x_i + (1 - e^{-h}) D_i + h phi_2 D' - h^2 phi_3 D'',
+        phi_2 = (e^{-h} - 1) / h + 1,  phi_3 = phi_2 / h - 1/2,
+
+    with d1 ~ h D' and d2 ~ h^2 D'' from divided differences of the last three D's (r0 =
+    h_{i-1} / h, r1 = h_{i-2} / h; the layout of k-diffusion's ``sample_dpmpp_3m_sde``):
+
+        d1_0 = (D_i - D_{i-1}) / r0,  d1_1 = (D_{i-1} - D_{i-2}) / r1,
+        d1 = d1_0 + (d1_0 - d1_1) r0 / (r0 + r1),  d2 = 2 (d1_0 - d1_1) / (r0 + r1).
+
+    (Taylor-expanding D_{i-1}, D_{i-2} about lambda_i gives d1_0 - d1_1 = h^2 D'' (r0 + r1) / 2,
+    hence the 2; without it the D'' term is halved and the method is second order, which the
+    order test catches.)
+    One model call per step: first order on the first step, second order (phi_2 d1_0) on the
+    second, and the last step, to sigma = 0, returns D (DPM-Solver++(1), as in dpmpp_2m)."""
+    d_1 = d_2 = h_1 = h_2 = None
+    for i in _steps(sigmas, progress, "dpmpp_3m"):
+        denoised = denoise(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            h = math.log(sigmas[i] / sigmas[i + 1])
+            x = math.exp(-h) * x - math.expm1(-h) * denoised          # first order: DDIM
+            phi_2 = math.expm1(-h) / h + 1
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
+                d2 = (d1_0 - d1_1) * (2 / (r0 + r1))                 # ~ h^2 D''
+                x = x + phi_2 * d1 - (phi_2 / h - 0.5) * d2
+            elif h_1 is not None:
+                x = x + phi_2 * ((denoised - d_1) * (h / h_1))
+            h_1, h_2 = h, h_1
+        d_1, d_2 = denoised, d_1
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
+def _unipc_coefficients(rks: Sequence[float], h: float, predictor: bool) -> list[float]:
+    """UniPC's rho (Zhao et al. 2023, arXiv 2302.04867, Alg. 1-2 / eq. 8 with B(h) = e^h - 1, the
+    "bh2" variant, for data prediction hh = -h): solve sum_m rho_m r_m^(k-1) = k! phi_{k+1}(hh) hh /
+    B(hh) for k = 1..p (the order conditions of Thm. 3.1). The predictor's 2nd order takes rho = 1/2
+    (as in the paper's code); the corrector with no earlier differences takes rho = 1/2."""
+    hh = -h
+    b_h = math.expm1(hh)
+    h_phi_k, factorial, b = math.expm1(hh) / hh - 1, 1, []
+    for k in range(1, len(rks) + 1):
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    if predictor:
+        if len(rks) <= 2:
+            return [0.5] if len(rks) == 2 else []
+        R = np.vander(np.asarray(rks[:-1]), len(rks) - 1, increasing=True).T
+        return np.linalg.solve(R, np.asarray(b[:-1])).tolist()
+    if len(rks) == 1:
+        return [0.5]
+    R = np.vander(np.asarray(rks), len(rks), increasing=True).T
+    return np.linalg.solve(R, np.asarray(b)).tolist()
+
+
+def sample_unipc(denoise: Denoise, x: Array, sigmas: Sequence[float], callback: Callback = None,
+                 progress: bool = False, order: int = 2) -> Array:
+    """UniPC (Zhao et al. 2023, arXiv 2302.04867), bh2 variant, data prediction, in x_bar with
+    lambda = -log sigma: each step is the predictor UniP-p (Alg. 2: DPM-Solver++'s first-order step
+    plus B(h) sum_m rho_m D1_m, D1_m = (D_{i-m} - D_i) / r_m, r_m = (lambda_{i-m} - lambda_i) / h)
+    and, once the model has been called at the predicted point, the corrector UniC-p (Alg. 1, eq.
+    8) redoes the same step with that new D as one more difference, lifting the order by one at
+    no extra call: the D at the uncorrected point is what the next step uses. ``order`` 2 (the
+    paper's default for unconditional sampling) gives third-order steps; warm-up and the last
+    steps use lower orders, and the last step, to sigma = 0, returns D (as dpmpp_2m)."""
+    ds: list[Array] = []               # D_i, D_{i-1}, ... (newest first)
+    lams: list[float] = []             # lambda of the same points
+    x_prev = None                      # the step's start, for the corrector
+    for i in _steps(sigmas, progress, "unipc"):
+        denoised = denoise(x, sigmas[i])
+        lam = -math.log(sigmas[i])
+        if x_prev is not None:         # UniC: correct x at sigma_i with the D just computed there
+            x = _unipc_step(x_prev, ds, lams, sigmas[i - 1], sigmas[i], p_used, new=denoised)
+        ds, lams = [denoised] + ds[:order], [lam] + lams[:order]
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            steps_left = len(sigmas) - 1 - i
+            p_used = min(order, len(ds), steps_left)          # warm-up; lower order at the end
+            x_prev, x = x, _unipc_step(x, ds, lams, sigmas[i], sigmas[i + 1], p_used)
+        if callback is not None:
+            callback(i, x, denoised)
+    return x
+
+
+def _unipc_step(x: Array, ds: list[Array], lams: list[float], sigma: float, sigma_next: float, p: int,
+                new: Array | None = None) -> Array:
+    """One UniP-p step from (x at sigma, D's newest first) to sigma_next, or, with ``new`` = D at the
+    predicted point, the UniC-p step (the corrector uses ds[0] = D at sigma as the base)."""
+    h = math.log(sigma / sigma_next)
+    m0 = ds[0]
+    rks = [(lams[m] - lams[0]) / h for m in range(1, p)] + [1.0]
+    d1s = [(ds[m] - m0) * (1 / rks[m - 1]) for m in range(1, p)]
+    rhos = _unipc_coefficients(rks, h, predictor=new is None)
+    b_h = math.expm1(-h)
+    x_next = (sigma_next / sigma) * x - b_h * m0               # DPM-Solver++(1): DDIM
+    res = 0.0
+    for rho, d in zip(rhos, d1s):                              # the corrector's last rho is for `new`
+        res = res + rho * d
+    if new is not None:
+        res = res + rhos[-1] * (new - m0)
+    return x_next - b_h * res
+
+
 SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
-                     "euler_ancestral": sample_euler_ancestral}
+                     "euler_ancestral": sample_euler_ancestral, "dpmpp_3m": sample_dpmpp_3m,
+                     "unipc": sample_unipc}
 
 
 def model_evaluations(sampler: str, steps: int) -> int:
-    """What each method promises: euler N, heun 2N - 1, dpmpp_2m N, euler_ancestral N model calls."""
+    """What each method promises: heun 2N - 1 model calls, every other one N (UniPC's corrector
+    reuses the next step's call)."""
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sampler: str, steps: int,
-               spacing: str | None = None, sigmas: str | None = None, parameterization: str = "eps",
+def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sampler: str, steps: int | None,
+               spacing: str | None = None, sigmas: Any = None, parameterization: str = "eps",
                clip_x0: bool = False, progress: bool = False, return_trajectory: bool = False,
                rng: Any = None) -> Array | tuple[Array, list[Array]]:
     """Integrate the probability-flow ODE from ``x_T`` (a draw of q(x_T), as for DDPM/DDIM) with
-    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's).
+    ``sampler``; returns x_0 (and, with ``return_trajectory``, [x_T, ..., x_0] as x_t's; for
+    unipc the intermediate ones are the predictor's, before the next step's correction).
     ``rng`` (a NumPy or CuPy Generator) draws the noise of ``euler_ancestral``."""
     if sampler not in SAMPLER_FUNCTIONS:
         raise ValueError(f"unknown ODE sampler {sampler!r}; valid ones are {', '.join(ODE_SAMPLERS)}")
+    if steps is None and (sigmas is None or isinstance(sigmas, str)):
+        steps = len(alphas_cumprod)                          # all T, as for ddim
     levels, fractional = get_sigmas(alphas_cumprod, steps, spacing, sigmas)
     levels = [float(s) for s in levels]
     denoise = Denoiser(model_fn, alphas_cumprod, parameterization, clip_x0, fractional)
