@@ -29,7 +29,8 @@ backend follows the array, every sigma is a Python float).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,9 @@ ODE_SAMPLERS = ("euler", "heun", "dpmpp_2m", "euler_ancestral", "dpmpp_3m", "uni
 # tiny (0.01 for the linear schedule): DPM-Solver++(2M)'s step into it has a step-size ratio r
 # near 0 and extrapolates wildly, and Heun's big first steps are no better. "trailing" (Lin et
 # al. 2024) starts at T-1 and jumps from sigma(T/S - 1) straight to 0. "exponential" sigmas help
-# moons at 10 calls but hurt 8gaussians, so trailing stays (README, "Sample quality against
-# model evaluations"). At 10 calls use sigmas="few_step" (benchmarks/results/2026-12-02-ten-calls.md).
+# moons at 10 calls but hurt 8gaussians, so trailing stays
+# (docs/diffusion.md#sample-quality-against-model-evaluations). At 10 calls use sigmas="few_step"
+# (benchmarks/results/2026-12-02-ten-calls.md).
 DEFAULT_ODE_SPACING = "trailing"
 SIGMA_SCHEDULES = ("karras", "exponential", "few_step")
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5 and Table 1
@@ -112,7 +114,8 @@ def check_sigma_list(levels: Any, grid: np.ndarray) -> np.ndarray:
         raise ValueError(f"sigmas: expected a name ({', '.join(SIGMA_SCHEDULES)}) or a list of "
                          f"floats; got {levels!r}") from None
     if a.ndim != 1 or len(a) < 2 or not np.all(np.isfinite(a)):
-        raise ValueError(f"sigmas: a list of noise levels needs >= 2 finite floats in one dimension; got shape {a.shape}")
+        raise ValueError(f"sigmas: a list of noise levels needs >= 2 finite floats in one dimension; "
+                         f"got shape {a.shape}")
     if a[-1] != 0 or not np.all(np.diff(a) < 0):
         raise ValueError("sigmas: the noise levels must strictly decrease and end at 0")
     lo, hi = float(grid[0]), float(grid[-1])
@@ -138,6 +141,8 @@ def get_sigmas(alphas_cumprod: np.ndarray, steps: int | None, spacing: str | Non
     """
     grid = sigmas_from_alphas_cumprod(alphas_cumprod)
     if sigmas is None:
+        if steps is None:
+            raise ValueError("get_sigmas: steps=None needs an explicit sigmas list; pass steps")
         ts = spaced_timesteps(len(grid), steps, spacing or DEFAULT_ODE_SPACING)
         return np.append(grid[ts], 0.0), False
     if not isinstance(sigmas, str):
@@ -152,7 +157,7 @@ def get_sigmas(alphas_cumprod: np.ndarray, steps: int | None, spacing: str | Non
                          "(or None for the schedule's own sigmas at a spacing, or a list)")
     if spacing is not None:
         raise ValueError(f"sigmas={sigmas!r} chooses its own noise levels; it takes no spacing")
-    if not 1 <= steps <= 10 ** 6:
+    if steps is None or not 1 <= steps <= 10 ** 6:
         raise ValueError(f"steps must be in 1..1000000; got {steps!r}")
     lo, hi = float(grid[0]), float(grid[-1])
     if sigmas == "few_step":
@@ -219,7 +224,7 @@ class Denoiser:
 # Each: (denoise, x = x_bar at sigmas[0], sigmas ending at 0) -> x_bar at sigma = 0, which is x_0.
 # ``callback(i, x, denoised)`` sees x_bar at sigmas[i + 1] after step i.
 
-Callback = Optional[Callable[[int, Array, Array], None]]
+Callback = Callable[[int, Array, Array], None] | None
 
 
 def _steps(sigmas: Sequence[float], progress: bool, name: str) -> Any:
@@ -334,7 +339,8 @@ def sample_dpmpp_3m(denoise: Denoise, x: Array, sigmas: Sequence[float], callbac
     order test catches.)
     One model call per step: first order on the first step, second order (phi_2 d1_0) on the
     second, and the last step, to sigma = 0, returns D (DPM-Solver++(1), as in dpmpp_2m)."""
-    d_1 = d_2 = h_1 = h_2 = None
+    ds: list[Array] = []               # the last two D's and step sizes, newest first
+    hs: list[float] = []
     for i in _steps(sigmas, progress, "dpmpp_3m"):
         denoised = denoise(x, sigmas[i])
         if sigmas[i + 1] == 0:
@@ -343,16 +349,17 @@ def sample_dpmpp_3m(denoise: Denoise, x: Array, sigmas: Sequence[float], callbac
             h = math.log(sigmas[i] / sigmas[i + 1])
             x = math.exp(-h) * x - math.expm1(-h) * denoised          # first order: DDIM
             phi_2 = math.expm1(-h) / h + 1
-            if h_2 is not None:
+            if len(hs) == 2:
+                (d_1, d_2), (h_1, h_2) = ds, hs
                 r0, r1 = h_1 / h, h_2 / h
                 d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
                 d1 = d1_0 + (d1_0 - d1_1) * (r0 / (r0 + r1))
                 d2 = (d1_0 - d1_1) * (2 / (r0 + r1))                 # ~ h^2 D''
                 x = x + phi_2 * d1 - (phi_2 / h - 0.5) * d2
-            elif h_1 is not None:
-                x = x + phi_2 * ((denoised - d_1) * (h / h_1))
-            h_1, h_2 = h, h_1
-        d_1, d_2 = denoised, d_1
+            elif hs:
+                x = x + phi_2 * ((denoised - ds[0]) * (h / hs[0]))
+            hs = [h] + hs[:1]
+        ds = [denoised] + ds[:1]
         if callback is not None:
             callback(i, x, denoised)
     return x
@@ -394,6 +401,7 @@ def sample_unipc(denoise: Denoise, x: Array, sigmas: Sequence[float], callback: 
     ds: list[Array] = []               # D_i, D_{i-1}, ... (newest first)
     lams: list[float] = []             # lambda of the same points
     x_prev = None                      # the step's start, for the corrector
+    p_used = 0                         # the order of the step x_prev started
     for i in _steps(sigmas, progress, "unipc"):
         denoised = denoise(x, sigmas[i])
         lam = -math.log(sigmas[i])
@@ -430,9 +438,9 @@ def _unipc_step(x: Array, ds: list[Array], lams: list[float], sigma: float, sigm
     return x_next - b_h * res
 
 
-SAMPLER_FUNCTIONS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
-                     "euler_ancestral": sample_euler_ancestral, "dpmpp_3m": sample_dpmpp_3m,
-                     "unipc": sample_unipc}
+SAMPLER_FUNCTIONS: dict[str, Callable[..., Array]] = {
+    "euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
+    "euler_ancestral": sample_euler_ancestral, "dpmpp_3m": sample_dpmpp_3m, "unipc": sample_unipc}
 
 
 def model_evaluations(sampler: str, steps: int) -> int:
@@ -453,10 +461,10 @@ def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sample
         raise ValueError(f"unknown ODE sampler {sampler!r}; valid ones are {', '.join(ODE_SAMPLERS)}")
     if steps is None and (sigmas is None or isinstance(sigmas, str)):
         steps = len(alphas_cumprod)                          # all T, as for ddim
-    levels, fractional = get_sigmas(alphas_cumprod, steps, spacing, sigmas)
-    levels = [float(s) for s in levels]
+    grid, fractional = get_sigmas(alphas_cumprod, steps, spacing, sigmas)
+    levels = [float(s) for s in grid]
     denoise = Denoiser(model_fn, alphas_cumprod, parameterization, clip_x0, fractional)
-    trajectory = [x_T] if return_trajectory else None
+    trajectory: list[Array] = [x_T]
 
     def record(i: int, x_bar: Array, denoised: Array) -> None:
         trajectory.append(x_bar * (1.0 / math.sqrt(1.0 + levels[i + 1] ** 2)))
@@ -470,4 +478,4 @@ def sample_ode(model_fn: ModelFn, alphas_cumprod: np.ndarray, x_T: Array, sample
                                    callback, progress)
     else:
         x = SAMPLER_FUNCTIONS[sampler](denoise, x, levels, callback, progress)
-    return (x, trajectory) if trajectory is not None else x
+    return (x, trajectory) if return_trajectory else x

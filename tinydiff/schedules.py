@@ -7,7 +7,7 @@ beta_{t+1}. Everything downstream (alpha_bar, posterior coefficients) is derived
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
