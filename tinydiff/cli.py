@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
                         "stochastic sampling over --steps steps; euler, heun, dpmpp_2m: the "
                         "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
-                        "levels, S / 2S-1 / S model calls; euler_ancestral: the same with DDPM's "
-                        f"noise (default: {defaults.SAMPLE_SAMPLER})")
+                        "levels, S / 2S-1 / S model calls; dpmpp_3m, unipc: third-order multistep "
+                        "solvers (DPM-Solver++(3M); UniPC-2, bh2), S calls; euler_ancestral: Euler "
+                        f"with DDPM's noise (default: {defaults.SAMPLE_SAMPLER})")
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help=f"denoising steps for ddim and the ODE samplers (default: "
                         f"{defaults.SAMPLE_STEPS}); ddpm always takes all T steps")
@@ -634,8 +635,9 @@ def _add_noise_level_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigmas", choices=SIGMA_SCHEDULES, default=None,
                    help="ODE samplers only: karras = Karras et al. eq. 5 noise levels (rho 7) "
                         "between sigma(0) and sigma(T-1); exponential = evenly spaced in log "
-                        "sigma between the same ends (DPM-Solver's uniform logSNR); the model "
-                        "called at fractional t "
+                        "sigma between the same ends (DPM-Solver's uniform logSNR); few_step = "
+                        "evenly spaced in log sigma from 40 to 0.08, best at ~10 calls on toy 2D "
+                        "(with unipc or dpmpp_2m); the model called at fractional t "
                         "(default: the schedule's own sigmas at --spacing)")
 
 
