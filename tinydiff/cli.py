@@ -79,6 +79,9 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
                    help=f"weight decay coefficient (default: {d.weight_decay:g})")
     g.add_argument("--warmup-steps", type=nonnegative_int, metavar="N",
                    help=f"linear learning-rate warmup from 0 over N steps (default: {d.warmup_steps})")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"),
+                   help=f"learning rate after the warmup: constant, or a cosine or linear decay to 0 "
+                        f"at the last step (default: {d.lr_schedule})")
     g.add_argument("--grad-clip", type=finite_float, metavar="C",
                    help=f"clip the global gradient norm to C; 0 turns clipping off (default: {d.grad_clip:g})")
     g.add_argument("--ema-decay", type=finite_float, metavar="D",
@@ -323,6 +326,7 @@ def _add_exercises_parser(sub: Any) -> None:
 
 # CLI option -> TrainConfig field (options that map to a model argument are handled apart).
 _TRAIN_FIELDS = ("dataset", "steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
+                 "lr_schedule",
                  "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization", "seed",
                  "device", "out_dir", "ckpt_every", "log_every", "data_dir", "p_uncond")
 _MODEL_FIELDS = {"hidden_dim": "hidden_dim", "num_layers": "num_layers",
