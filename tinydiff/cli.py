@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"width of each hidden layer (default: {toy.model['hidden_dim']})")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
                    help=f"number of hidden layers (default: {toy.model['num_layers']})")
+    g.add_argument("--input-embed-dim", type=positive_int, metavar="D",
+                   help=f"sinusoidal features per coordinate of x (even; Fourier features, as "
+                        f"tiny-diffusion) (default: {toy.model.get('input_embed_dim', 'none')})")
     _add_common_train_options(p, toy)
     p.set_defaults(handler=cmd_train)
 
@@ -330,6 +333,7 @@ _TRAIN_FIELDS = ("dataset", "steps", "batch_size", "lr", "optimizer", "weight_de
                  "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization", "seed",
                  "device", "out_dir", "ckpt_every", "log_every", "data_dir", "p_uncond")
 _MODEL_FIELDS = {"hidden_dim": "hidden_dim", "num_layers": "num_layers",
+                 "input_embed_dim": "input_embed_dim",
                  "model_channels": "model_channels", "dropout": "dropout"}
 
 
