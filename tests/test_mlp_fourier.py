@@ -42,3 +42,15 @@ def test_plain_config_unchanged_and_bad_values_refused():
             build_model({**CFG, "input_embed_dim": bad})
     with pytest.raises(ValueError, match="input_embed_scale must be a finite number > 0"):
         build_model({**CFG, "input_embed_scale": -1.0})
+
+
+def test_a_fourier_run_trains_saves_and_evaluates(tmp_path):
+    from tinydiff.evaluate import toy2d_metrics
+    from tinydiff.sampling import sample_checkpoint
+    from tinydiff.train import TrainConfig, Trainer
+    model = {k: v for k, v in CFG.items()}
+    cfg = TrainConfig.toy2d(model=model, steps=3, batch_size=16, timesteps=30, out_dir=str(tmp_path),
+                            progress=False)
+    Trainer(cfg).train()
+    result, _ = sample_checkpoint(tmp_path / "checkpoint.npz", 50)
+    assert np.isfinite(toy2d_metrics(result.samples, "moons", repeats=1).sw)
