@@ -78,6 +78,14 @@ GROUPS: dict[str, list[tuple[str, str, list[str]]]] = {
                 ("128x3 b1024 fourier64 9000 cos", "tinydiff",
                  ["--hidden-dim", "128", "--batch-size", "1024", "--input-embed-dim", "64",
                   "--steps", "9000", "--lr-schedule", "cosine"])],
+    # At the estimated 30 s budget of the features' step cost (~ the old default's, ~5500 steps).
+    "fourier-budget": [("128x3 b1024 fourier128 5500 cos", "tinydiff",
+                        ["--hidden-dim", "128", "--batch-size", "1024", "--input-embed-dim", "128",
+                         "--steps", "5500", "--lr-schedule", "cosine"]),
+                       # The torch recipe's optimiser settings on the tinydiff MLP with features.
+                       ("128x3 b1024 fourier128 9000 lr1e-3 ema.995", "tinydiff",
+                        ["--hidden-dim", "128", "--batch-size", "1024", "--input-embed-dim", "128",
+                         "--steps", "9000", "--lr", "1e-3", "--ema-decay", "0.995"])],
 }
 
 
