@@ -1,4 +1,4 @@
-"""ruff and mypy on autograd/, configured in pyproject.toml ([tool.ruff], [tool.mypy]), run as
+"""ruff and mypy on autograd/ and tinydiff/, configured in pyproject.toml ([tool.ruff], [tool.mypy]), run as
 tests so that `pytest` (and CI) keeps them true. Both come with the test extras; where they are
 not installed the tests skip and say so."""
 from __future__ import annotations
@@ -19,11 +19,11 @@ def run_tool(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def test_ruff_finds_nothing_in_the_engine():
+def test_ruff_finds_nothing_in_the_packages():
     result = run_tool("ruff", "check", "--no-cache", "--output-format", "concise")
     assert result.returncode == 0, f"ruff check (rules: pyproject.toml [tool.ruff]):\n{result.stdout}{result.stderr}"
 
 
-def test_mypy_finds_nothing_in_the_engine():
+def test_mypy_finds_nothing_in_the_packages():
     result = run_tool("mypy")
     assert result.returncode == 0, f"mypy (settings: pyproject.toml [tool.mypy]):\n{result.stdout}{result.stderr}"

@@ -12,7 +12,7 @@ not with a KeyError deep in a resume:
     model           model.state_dict(): parameter name -> array
     ema             EMA.state_dict(): decay, warmup, num_updates, shadow (name -> array)
     optimizer       optimizer.state_dict() (moments per parameter, hyperparameters)
-    scheduler       LinearWarmup.state_dict()
+    scheduler       WarmupDecay.state_dict()
     rng             autograd.random state, and the bit_generator states of the data and noise
                     NumPy Generators
     data            the batch source's position (epoch, position, permutation) or {}

@@ -18,8 +18,9 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # One BLAS thread unless the user asks for more, set before NumPy loads: OpenBLAS's busy-waiting
 # threads starve the Python thread that feeds them on a small machine
@@ -28,12 +29,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402 (after the BLAS setting)
 
+import numpy as np  # noqa: E402 (after the BLAS setting)
+
 from autograd.backend import cuda_available, cuda_unavailable_reason  # noqa: E402
 from autograd.malloc import keep_freed_host_memory  # noqa: E402
 from tinydiff import defaults, distributed, evaluate, plots  # noqa: E402
-from tinydiff.cli_checks import (check_resume, finite_float, nonfinite_entry,  # noqa: E402
-                                 nonnegative_int, option_message, output_file, output_folder,
-                                 positive_int)
+from tinydiff.cli_checks import (  # noqa: E402
+    check_resume,
+    finite_float,
+    nonfinite_entry,
+    nonnegative_int,
+    option_message,
+    output_file,
+    output_folder,
+    positive_int,
+)
 from tinydiff.data.toy2d import TOY2D_DATASETS, sample_toy2d  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
 from tinydiff.errors import debug_requested, describe  # noqa: E402
@@ -43,8 +53,6 @@ from tinydiff.samplers import ODE_SAMPLERS, SIGMA_SCHEDULES, model_evaluations  
 from tinydiff.sampling import generate  # noqa: E402
 from tinydiff.schedules import SCHEDULES, SPACINGS  # noqa: E402
 from tinydiff.train import Trainer  # noqa: E402
-
-import numpy as np  # noqa: E402 (after the BLAS setting)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -85,6 +93,9 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
                    help=f"weight decay coefficient (default: {d.weight_decay:g})")
     g.add_argument("--warmup-steps", type=nonnegative_int, metavar="N",
                    help=f"linear learning-rate warmup from 0 over N steps (default: {d.warmup_steps})")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"),
+                   help=f"learning rate after the warmup: constant, or a cosine or linear decay to 0 "
+                        f"at the last step (default: {d.lr_schedule})")
     g.add_argument("--grad-clip", type=finite_float, metavar="C",
                    help=f"clip the global gradient norm to C; 0 turns clipping off (default: {d.grad_clip:g})")
     g.add_argument("--ema-decay", type=finite_float, metavar="D",
@@ -177,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"width of each hidden layer (default: {toy.model['hidden_dim']})")
     g.add_argument("--num-layers", type=positive_int, metavar="L",
                    help=f"number of hidden layers (default: {toy.model['num_layers']})")
+    g.add_argument("--input-embed-dim", type=positive_int, metavar="D",
+                   help=f"sinusoidal features per coordinate of x (even; Fourier features, as "
+                        f"tiny-diffusion) (default: {toy.model.get('input_embed_dim', 'none')})")
     _add_common_train_options(p, toy)
     p.set_defaults(handler=cmd_train)
 
@@ -332,9 +346,11 @@ def _add_exercises_parser(sub: Any) -> None:
 
 # CLI option -> TrainConfig field (options that map to a model argument are handled apart).
 _TRAIN_FIELDS = ("dataset", "steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
+                 "lr_schedule",
                  "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization", "seed",
                  "device", "out_dir", "ckpt_every", "log_every", "data_dir", "p_uncond")
 _MODEL_FIELDS = {"hidden_dim": "hidden_dim", "num_layers": "num_layers",
+                 "input_embed_dim": "input_embed_dim",
                  "model_channels": "model_channels", "dropout": "dropout"}
 
 
@@ -542,7 +558,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise CLIError(f"--eta must be in [0, 1], got {args.eta}")
 
     clip_x0 = args.clip_x0 if args.clip_x0 is not None else defaults.clips_x0(cfg.task)
-    what = "ddpm (all %d steps)" % cfg.timesteps if args.sampler == "ddpm" else f"ddim ({steps} steps, eta={args.eta:g})"
+    if args.sampler == "ddpm":
+        what = f"ddpm (all {cfg.timesteps} steps)"
+    else:
+        what = f"ddim ({steps} steps, eta={args.eta:g})"
     if args.sampler not in ("ddpm", "ddim"):
         what = _describe_ode(args.sampler, steps, args.spacing, args.sigmas)
     print(f"Sampling {n} from {path} (step {run.step}, {'EMA' if not args.no_ema else 'raw'} weights) "

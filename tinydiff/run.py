@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from autograd.optim.lr_scheduler import DECAYS as LR_SCHEDULES
 from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoint
 from tinydiff.data.toy2d import TOY2D_DATASETS
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
@@ -88,6 +89,7 @@ class TrainConfig:
     optimizer: str = "adam"             # "adam" or "adamw"
     weight_decay: float = 0.0           # L2 (adam) or decoupled (adamw) weight decay
     warmup_steps: int = 100             # linear LR warmup from 0 over this many steps
+    lr_schedule: str = "constant"       # after the warmup: "constant", or "cosine"/"linear" decay to 0 at `steps`
     grad_clip: float = 1.0              # max global gradient norm (0 = no clipping)
     ema_decay: float = 0.999            # EMA decay d (with warmup min(d, (1+n)/(10+n)))
     # reproducibility and bookkeeping
@@ -141,6 +143,8 @@ class TrainConfig:
             raise bad("schedule", f"expected one of {', '.join(SCHEDULES)}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise bad("parameterization", f"expected one of {', '.join(PARAMETERIZATIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"expected one of {', '.join(LR_SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}")
         if self.device not in ("cpu", "cuda"):

@@ -5,7 +5,8 @@ One step (Ho et al. 2020, Algorithm 1):
     x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
     x_t  = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
     loss = || target - model(x_t, t[, y]) ||^2 / D          (target = eps, x_0 or v)
-    gradient step on the loss (Adam/AdamW, linear LR warmup, gradient-norm clipping),
+    gradient step on the loss (Adam/AdamW, linear LR warmup and optional cosine/linear decay,
+    gradient-norm clipping),
     then theta_ema <- d theta_ema + (1 - d) theta.
 
 For classifier-free guidance (Ho & Salimans 2022) a class-conditional model sees the null
@@ -49,7 +50,7 @@ import autograd.functional as F
 import autograd.random as ag_random
 from autograd.backend import to_device
 from autograd.malloc import keep_freed_host_memory
-from autograd.optim import Adam, AdamW, LinearWarmup, clip_grad_norm_
+from autograd.optim import Adam, AdamW, WarmupDecay, clip_grad_norm_
 from autograd.tensor import Tensor
 from tinydiff import distributed
 from tinydiff.atomic import remove_stale_temporaries, sync, write_atomic
@@ -136,7 +137,9 @@ class Trainer:
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
-        self.scheduler = LinearWarmup(self.optimizer, warmup_steps=config.warmup_steps)
+        # A decay ends at config.steps; a resumed run given more steps decays to the new total.
+        self.scheduler = WarmupDecay(self.optimizer, config.warmup_steps, int(config.steps),
+                                     config.lr_schedule)
         self.ema = EMA(self.model, decay=config.ema_decay)
         self.batches = batches if batches is not None else make_batches(config)
         # The null label of classifier-free guidance is the extra class num_classes.

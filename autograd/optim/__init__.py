@@ -6,8 +6,8 @@
 """
 from autograd.optim.adam import Adam, AdamW
 from autograd.optim.clip import clip_grad_norm_
-from autograd.optim.lr_scheduler import LinearWarmup
+from autograd.optim.lr_scheduler import LinearWarmup, WarmupDecay
 from autograd.optim.optimizer import Optimizer
 from autograd.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LinearWarmup"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "LinearWarmup", "WarmupDecay"]

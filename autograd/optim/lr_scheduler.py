@@ -1,6 +1,7 @@
-"""Learning-rate warmup: ramp the learning rate up linearly over the first steps of training."""
+"""Learning-rate schedules: a linear warmup over the first steps, optionally then a decay to 0."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from autograd.optim.optimizer import Optimizer
@@ -68,3 +69,43 @@ class LinearWarmup:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["initial_lr"] = base
         self._apply()
+
+
+DECAYS = ("constant", "cosine", "linear")
+
+
+class WarmupDecay(LinearWarmup):
+    """Linear warmup, then a decay of the learning rate that reaches 0 at step ``total_steps``.
+
+    For the k-th optimizer step (k = 0, 1, ...), with w = warmup_steps and
+    p = (k + 1 - w) / (total_steps + 1 - w) the fraction of the decay phase done (clipped to
+    [0, 1]):
+
+        factor(k) = (k + 1) / w                      k + 1 <  w   (the warmup, as LinearWarmup)
+        cosine:     (1 + cos(pi p)) / 2               k + 1 >= w   (SGDR, Loshchilov & Hutter 2017)
+        linear:     1 - p
+        constant:   1
+
+    Step w - 1 is the first at the full base lr, and the run's last step, total_steps - 1, the
+    last with a positive one (0 would be a wasted step): the decay ends at 0 one step later.
+    A short run gains most from the decay: its last steps average out the noise of the
+    stochastic gradient instead of adding more. ``total_steps`` is not part of the state dict:
+    a resumed run given a new total decays towards that one.
+    """
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
+                 decay: str = "cosine") -> None:
+        if decay not in DECAYS:
+            raise ValueError(f"WarmupDecay: decay {decay!r} is not one of {', '.join(DECAYS)}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
+            raise ValueError(f"WarmupDecay: total_steps must be an int >= 0, got {total_steps!r}")
+        self.decay, self.total_steps = decay, total_steps
+        super().__init__(optimizer, warmup_steps)
+
+    def factor(self, step: int) -> float:
+        done = step + 1
+        if done < self.warmup_steps or self.decay == "constant":
+            return super().factor(step)
+        span = self.total_steps + 1 - self.warmup_steps
+        p = min(1.0, max(0.0, (done - self.warmup_steps) / span)) if span > 0 else 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * p)) if self.decay == "cosine" else 1.0 - p

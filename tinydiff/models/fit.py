@@ -24,6 +24,8 @@ def _mlp_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """MLPDenoiser's parameters (tinydiff/models/mlp.py) as a function of its config."""
     classes = cfg.get("num_classes")
     in_dim = cfg["data_dim"] + cfg["time_embed_dim"] + (classes + 1 if classes is not None else 0)
+    if cfg.get("input_embed_dim") is not None:  # Fourier features: input_embed_dim per coordinate
+        in_dim += cfg["data_dim"] * cfg["input_embed_dim"]
     widths = [in_dim] + [cfg["hidden_dim"]] * cfg["num_layers"]
     shapes: dict[str, tuple[int, ...]] = {}
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
