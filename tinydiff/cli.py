@@ -47,7 +47,13 @@ from tinydiff.cli_checks import (  # noqa: E402
 from tinydiff.data.toy2d import TOY2D_DATASETS, sample_toy2d  # noqa: E402 (after the BLAS setting)
 from tinydiff.diffusion import PARAMETERIZATIONS, SAMPLERS  # noqa: E402
 from tinydiff.errors import debug_requested, describe  # noqa: E402
-from tinydiff.lab import compare_samplers, comparison_table, oracle_lab  # noqa: E402
+from tinydiff.lab import (  # noqa: E402
+    COMPARE_EVALS,
+    COMPARE_SAMPLERS,
+    compare_samplers,
+    comparison_table,
+    oracle_lab,
+)
 from tinydiff.run import CHECKPOINT_NAME, TrainConfig, load_run, sample_shape  # noqa: E402
 from tinydiff.samplers import ODE_SAMPLERS, SIGMA_SCHEDULES, model_evaluations  # noqa: E402
 from tinydiff.sampling import generate  # noqa: E402
@@ -713,14 +719,16 @@ def _add_sampler_lab_parsers(sub: Any) -> None:
                                    "compare_samplers_NAME.png, .md (the table) and .json.")
     p.add_argument("checkpoint", metavar="RUN", help="a run folder or checkpoint.npz")
     p.add_argument("--samplers", nargs="+", choices=("ddim",) + ODE_SAMPLERS,
-                   default=["ddim", "euler", "heun", "dpmpp_2m"],
-                   help="samplers to compare (default: ddim euler heun dpmpp_2m)")
-    p.add_argument("--evals", nargs="+", type=positive_int, default=[5, 10, 20, 50, 100], metavar="E",
-                   help="model-evaluation budgets (default: 5 10 20 50 100)")
+                   default=list(COMPARE_SAMPLERS),
+                   help=f"samplers to compare (default: {' '.join(COMPARE_SAMPLERS)})")
+    p.add_argument("--evals", nargs="+", type=positive_int, default=list(COMPARE_EVALS), metavar="E",
+                   help=f"model-evaluation budgets (default: {' '.join(map(str, COMPARE_EVALS))})")
     p.add_argument("--no-karras", dest="karras", action="store_false",
                    help="skip the ODE samplers on Karras sigmas (by default both noise levels)")
     p.add_argument("--no-exponential", dest="exponential", action="store_false",
                    help="skip the ODE samplers on exponential sigmas (evenly spaced in log sigma)")
+    p.add_argument("--few-step", action="store_true",
+                   help="also run the ODE samplers on few_step sigmas (log-even from 40 to 0.08)")
     p.add_argument("--repeats", type=positive_int, default=None, metavar="R",
                    help="sampling seeds averaged per cell, each against its own reference draws "
                         "(default: 5 for toy2d, 1 for mnist)")
@@ -782,7 +790,8 @@ def cmd_compare_samplers(args: argparse.Namespace) -> int:
                                   n=args.n, seed=args.seed, karras=args.karras, ddpm=args.ddpm,
                                   data_dir=args.data_dir, classifier=args.classifier,
                                   guidance=args.guidance, progress=not args.no_progress,
-                                  exponential=args.exponential, repeats=args.repeats)
+                                  exponential=args.exponential, repeats=args.repeats,
+                                  few_step=args.few_step)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     print(comparison_table(result))

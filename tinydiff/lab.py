@@ -211,9 +211,9 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
                      seed: int = 0, karras: bool = True, ddpm: bool = True, data_dir: Any = None,
                      classifier: Any = None, guidance: float | None = None,
                      progress: bool = True, exponential: bool = True,
-                     repeats: int | None = None) -> dict[str, Any]:
+                     repeats: int | None = None, few_step: bool = False) -> dict[str, Any]:
     """Quality against model evaluations for each sampler (on the default spacing and, with
-    ``karras`` / ``exponential``, on those sigmas for the ODE samplers), DDPM's all-T chain as
+    ``karras`` / ``exponential`` / ``few_step``, on those sigmas for the ODE samplers), DDPM's all-T chain as
     the reference. Each cell is the mean over ``repeats`` sampling seeds seed, seed + 1, ...
     (default 5 for toy 2D, 1 for MNIST), each scored against its own reference draws: one
     4000-point draw of DDPM-1000 scores anywhere from 0.9 to 1.5 x the floor on the toy runs
@@ -234,8 +234,8 @@ def compare_samplers(run: Any, out_dir: str | Path, samplers: Sequence[str] = CO
                   parameterization=cfg.parameterization, clip_x0=not toy)
     configs: list[tuple[str, str | None]] = [(s, None) for s in samplers]
     ode_samplers = [s for s in samplers if s not in ("ddpm", "ddim")]
-    configs += [(s, kind) for kind, wanted in (("karras", karras), ("exponential", exponential))
-                if wanted for s in ode_samplers]
+    lists = (("karras", karras), ("exponential", exponential), ("few_step", few_step))
+    configs += [(s, kind) for kind, wanted in lists if wanted for s in ode_samplers]
     rows: list[dict[str, Any]] = []
 
     def record(sampler: str, sigmas: str | None, steps: int | None, calls: int, budget: int) -> None:
@@ -319,7 +319,7 @@ def save_comparison_figure(result: dict[str, Any], path: str | Path) -> str:
     groups = dict.fromkeys((r["sampler"], r["sigmas"]) for r in result["rows"] if r["sampler"] != "ddpm")
     for sampler, sigmas in groups:
         rs = [r for r in result["rows"] if (r["sampler"], r["sigmas"]) == (sampler, sigmas)]
-        style = {"karras": "s--", "exponential": "^-."}.get(sigmas, "o-")
+        style = {"karras": "s--", "exponential": "^-.", "few_step": "d:"}.get(sigmas, "o-")
         ax.plot([r["evaluations"] for r in rs], [r[key] for r in rs], style,
                 color=colours.get(sampler, "k"), label=f"{sampler} ({sigmas})", ms=4)
     for r in result["rows"]:
