@@ -38,7 +38,11 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--batch", type=int, default=64)
 ap.add_argument("--threads", type=int, default=2, help="BLAS threads for the bare GEMMs (default 2)")
 ap.add_argument("--repeat", type=int, default=5, help="timings per GEMM, median kept (default 5)")
+ap.add_argument("--mlp", action="store_true",
+                help="instead: the bare GEMMs of the toy MLP's training step (benchmarks/_common.py "
+                     "MLP) at --batch (use 1024, the benchmark's)")
 args = ap.parse_args()
+sys.argv[1:] = []   # train_step (imported below for build()) parses the command line at import
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
 
@@ -138,7 +142,31 @@ def copy_bandwidth() -> float:
     return 2 * src.nbytes / median_seconds(run)
 
 
+def mlp_floor() -> None:
+    """The MLP's products: forward h @ W per layer, backward dW = h^T g per layer and
+    dx = g W^T for every layer but the first (its input needs no gradient)."""
+    from _common import MLP
+    widths = [MLP["data_dim"] + MLP["time_embed_dim"]] + [MLP["hidden_dim"]] * MLP["num_layers"]
+    widths.append(MLP["data_dim"])
+    b = args.batch
+    fwd = dw = dx = 0.0
+    flop = 0.0
+    for i, (k, n) in enumerate(zip(widths[:-1], widths[1:])):
+        fwd += gemm_seconds(b, k, n)
+        dw += gemm_seconds(k, b, n)
+        dx += gemm_seconds(b, n, k) if i else 0.0
+        flop += 2.0 * b * k * n * (3 if i else 2)
+    total = fwd + dw + dx
+    print(f"toy MLP {widths}, training step, batch {b}, float32, BLAS threads {args.threads}")
+    print(f"FLOOR MLP training step: bare GEMMs fwd {1e3 * fwd:.2f} + dW {1e3 * dw:.2f} + dx "
+          f"{1e3 * dx:.2f} = {1e3 * total:.2f} ms ({flop / 1e9:.3f} GFLOP, "
+          f"{flop / total / 1e9:.0f} GFLOP/s); sampling forward {1e3 * fwd:.2f} ms")
+
+
 def main() -> None:
+    if args.mlp:
+        mlp_floor()
+        return
     record_shapes()
     peak = 2 * 2048**3 / gemm_seconds(2048, 2048, 2048) / 1e9
     print(f"benchmark UNet, training step, batch {args.batch}, float32, BLAS threads {args.threads}; "
