@@ -159,8 +159,15 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     x = np.load(args.file, allow_pickle=False)
-    m = toy2d_metrics(x, args.dataset)
-    print(m.report())
+    if args.draws == 1:
+        print(toy2d_metrics(x, args.dataset).report())
+        return 0
+    # As `tinydiff eval --draws K`: draw k (the k-th of K equal chunks) against references of seed k
+    per_draw = [toy2d_metrics(chunk, args.dataset, seed=k)
+                for k, chunk in enumerate(np.array_split(x, args.draws))]
+    sw, floor = np.mean([m.sw for m in per_draw]), np.mean([m.sw_floor for m in per_draw])
+    print(f"{args.dataset}, {args.draws} draws of {len(x) // args.draws} points: sliced W2 ratio "
+          f"{sw / floor:.2f}; single draws " + " ".join(f"{m.sw_ratio:.2f}" for m in per_draw))
     return 0
 
 
@@ -236,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("score", help="toy2d_metrics of a saved (n, 2) .npy")
     s.add_argument("file", type=Path)
     s.add_argument("--dataset", choices=DATASETS, required=True)
+    s.add_argument("--draws", type=int, default=1,
+                   help="split the file into K draws, scored as `tinydiff eval --draws K` (default 1)")
     d = sub.add_parser("datacheck", help="the torch script's data against tinydiff's")
     d.add_argument("--n", type=int, default=200_000)
     h = sub.add_parser("throughput", help="step rates of tinydiff configurations and torch, interleaved")

@@ -72,6 +72,31 @@ def test_evaluate_toy_checkpoint_matches_a_recomputation(toy_checkpoint, tmp_pat
     assert result["sw_ratio"] > 2         # 30 steps of a tiny MLP are far from the data
 
 
+def test_evaluate_toy_draws_pool_independent_draws(toy_checkpoint, capsys):
+    result = evaluate.evaluate_checkpoint(toy_checkpoint, sampler="ddim", steps=5, n=400, seed=3,
+                                          draws=3, speed=False)
+    assert "3 draws (seeds 3-5)" in capsys.readouterr().out
+    # Each draw re-sampled with its own seed and scored by the quadrature against its own references
+    sw, floor = [], []
+    for seed in (3, 4, 5):
+        samples, _ = sample_checkpoint(toy_checkpoint, 400, sampler="ddim", steps=5, seed=seed,
+                                       batch_size=400)
+        refs = evaluate.reference_draws("8gaussians", 400, seed=seed, repeats=evaluate.TOY_REPEATS)
+        sw.append(np.mean([sliced_w2_quadrature(samples.samples.astype(np.float64), r) for r, _ in refs]))
+        floor.append(np.mean([sliced_w2_quadrature(p, r) for r, p in refs]))
+    assert result["draws"] == 3 and len(result["draw_sw_ratios"]) == 3
+    # Draw k is exactly the single-draw evaluation at seed + k (its samples and its references)
+    for k, seed in enumerate((3, 4, 5)):
+        single = evaluate.evaluate_checkpoint(toy_checkpoint, sampler="ddim", steps=5, n=400,
+                                              seed=seed, speed=False)
+        assert result["draw_sw_ratios"][k] == pytest.approx(single["sw_ratio"], rel=1e-9)
+    assert result["sw"] == pytest.approx(np.mean(sw), rel=0.05)
+    assert result["sw_floor"] == pytest.approx(np.mean(floor), rel=0.05)
+    assert result["sw_ratio"] == pytest.approx(result["sw"] / result["sw_floor"])
+    with pytest.raises(ValueError, match="draws must be an int >= 1"):
+        evaluate.evaluate_checkpoint(toy_checkpoint, draws=0)
+
+
 # --------------------------------------------------------------------------- FID and digit metrics
 
 def test_fid_of_identical_features_is_zero_and_of_a_shift_is_its_square():

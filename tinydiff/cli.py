@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"number of samples to evaluate (default: {evaluate.TOY_N} points for "
                         f"toy2d, {evaluate.MNIST_FID_N} images for mnist)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampling noise (default: 0)")
+    p.add_argument("--draws", type=positive_int, default=None, metavar="K",
+                   help="toy2d: average the sliced W2 over K independent sample draws (seeds seed.."
+                        "seed+K-1, each with fresh references); one draw of 4000 points moves the "
+                        "ratio by up to 2x, so rank recipes with K >= 5 (default: 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (NumPy) or cuda (CuPy) (default: cpu)")
     p.add_argument("--data-dir", metavar="DIR",
@@ -620,7 +624,7 @@ def _eval_options(args: argparse.Namespace) -> dict[str, Any]:
     (None) takes the library's default."""
     given = {name: getattr(args, name) for name in (
         "sampler", "steps", "eta", "n", "seed", "device", "data_dir", "out", "classifier",
-        "guidance", "bpd_n", "spacing", "sigmas", "nll", "nll_steps", "nll_n")}
+        "guidance", "bpd_n", "spacing", "sigmas", "nll", "nll_steps", "nll_n", "draws")}
     return {**{k: v for k, v in given.items() if v is not None}, "speed": args.speed,
             "unconditional": args.unconditional, "progress": not args.no_progress}
 

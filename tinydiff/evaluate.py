@@ -335,7 +335,7 @@ def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
                         bpd_n: int = MNIST_BPD_N, speed: bool = True, unconditional: bool = False,
                         progress: bool = True, spacing: str | None = None, sigmas: str | None = None,
                         nll: str = "vlb", nll_steps: int | None = None,
-                        nll_n: int | None = None) -> dict[str, Any]:
+                        nll_n: int | None = None, draws: int = 1) -> dict[str, Any]:
     """``tinydiff eval``: the metrics of a checkpoint (or its run folder), printed, returned as a
     dict and (with ``out``) saved as JSON.
 
@@ -346,15 +346,23 @@ def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
     ``unconditional`` (sample with the null label), ``bpd_n`` test images for the bits/dim
     bound (0 skips it), ``speed`` (time DDPM and DDIM-50). ``nll="ode"`` adds the exact
     probability-flow likelihood over ``nll_n`` points or images with ``nll_steps`` Heun steps.
+    Toy 2D only: ``draws`` independent sample draws (seeds ``seed``, ``seed + 1``, ...), each
+    against its own fresh references; ``sw`` and ``sw_floor`` are then their means, since one
+    draw of a few thousand points moves the ratio by up to 2x (docs/recipes.md).
     """
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"evaluate: draws must be an int >= 1, got {draws!r}")
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     opt = _Options(sampler=sampler, steps=steps, eta=eta, n=n, seed=seed, device=device,
                    data_dir=data_dir, out=out, classifier=classifier, guidance=guidance,
                    bpd_n=bpd_n, speed=speed, unconditional=unconditional, progress=progress,
-                   spacing=spacing, sigmas=sigmas, nll=nll, nll_steps=nll_steps, nll_n=nll_n)
+                   spacing=spacing, sigmas=sigmas, nll=nll, nll_steps=nll_steps, nll_n=nll_n, draws=draws)
     run = load_run(path, device=opt.device)
+    if draws > 1 and run.config.task != "toy2d":
+        raise ValueError(f"evaluate: draws > 1 is for toy2d checkpoints; {path} is {run.config.task} "
+                         f"(its FID already pools {MNIST_FID_N} images)")
     print(f"Evaluating {path} (step {run.step}, EMA weights, {run.config.task})", flush=True)
     if run.config.task == "toy2d":
         result = _evaluate_toy(run, opt)
@@ -391,6 +399,7 @@ class _Options:
     nll: str
     nll_steps: int | None
     nll_n: int | None
+    draws: int
 
 
 def _sampler_steps(opt: _Options, T: int, default: int) -> int | None:
@@ -411,15 +420,26 @@ def _evaluate_toy(run: LoadedRun, opt: _Options) -> dict[str, Any]:
     T = run.config.timesteps
     steps = _sampler_steps(opt, T, default=EVAL_STEPS["toy2d"])
     n = TOY_N if opt.n is None else opt.n   # 0 is an error below, not the default
-    result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
-                      steps=steps, eta=opt.eta, seed=opt.seed, batch_size=n, device=opt.device,
-                      parameterization=run.config.parameterization, spacing=opt.spacing,
-                      sigmas=opt.sigmas)
-    metrics = toy2d_metrics(result.samples, run.config.dataset, seed=opt.seed)
     what = _describe(opt.sampler, steps, T, opt.eta, opt.spacing, opt.sigmas)
+    per_draw = []
+    for seed in range(opt.seed, opt.seed + opt.draws):   # draw k: its own noise and references
+        result = generate(run.model, run.diffusion, n, sample_shape(run.config), sampler=opt.sampler,
+                          steps=steps, eta=opt.eta, seed=seed, batch_size=n, device=opt.device,
+                          parameterization=run.config.parameterization, spacing=opt.spacing,
+                          sigmas=opt.sigmas)
+        per_draw.append(toy2d_metrics(result.samples, run.config.dataset, seed=seed))
+    metrics = per_draw[0]
     print(f"Samples: {what}, {result.per_second:.0f} points/s")
     print(metrics.report())
     out = {"task": "toy2d", "sampler": what, **metrics.as_dict()}
+    if opt.draws > 1:
+        sw, floor = (float(np.mean([getattr(m, k) for m in per_draw])) for k in ("sw", "sw_floor"))
+        ratios = [m.sw_ratio for m in per_draw]
+        print(f"  {opt.draws} draws (seeds {opt.seed}-{opt.seed + opt.draws - 1}): sliced W2 ratio "
+              f"{sw / floor:.2f} (mean model {sw:.4f} / mean floor {floor:.4f}); single draws "
+              + " ".join(f"{r:.2f}" for r in ratios))
+        out.update(sw=sw, sw_floor=floor, sw_ratio=sw / floor, draws=opt.draws,
+                   draw_sw_ratios=ratios)
     if opt.nll == "ode":
         nll = toy2d_ode_nll(run, n=opt.nll_n or 1000, steps=opt.nll_steps or 100, seed=opt.seed,
                             progress=opt.progress)
