@@ -34,7 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from tinydiff.evaluate import toy2d_metrics  # noqa: E402
+from tinydiff.evaluate import pool_toy_draws, toy2d_metrics  # noqa: E402
 from tinydiff.run import TrainConfig  # noqa: E402
 from tinydiff.train import Trainer  # noqa: E402
 
@@ -163,11 +163,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(toy2d_metrics(x, args.dataset).report())
         return 0
     # As `tinydiff eval --draws K`: draw k (the k-th of K equal chunks) against references of seed k
-    per_draw = [toy2d_metrics(chunk, args.dataset, seed=k)
-                for k, chunk in enumerate(np.array_split(x, args.draws))]
-    sw, floor = np.mean([m.sw for m in per_draw]), np.mean([m.sw_floor for m in per_draw])
+    pooled = pool_toy_draws([toy2d_metrics(chunk, args.dataset, seed=k)
+                             for k, chunk in enumerate(np.array_split(x, args.draws))])
     print(f"{args.dataset}, {args.draws} draws of {len(x) // args.draws} points: sliced W2 ratio "
-          f"{sw / floor:.2f}; single draws " + " ".join(f"{m.sw_ratio:.2f}" for m in per_draw))
+          f"{pooled['sw_ratio']:.2f}; single draws "
+          + " ".join(f"{r:.2f}" for r in pooled["draw_sw_ratios"]))
     return 0
 
 

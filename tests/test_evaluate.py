@@ -86,10 +86,13 @@ def test_evaluate_toy_draws_pool_independent_draws(toy_checkpoint, capsys):
         floor.append(np.mean([sliced_w2_quadrature(p, r) for r, p in refs]))
     assert result["draws"] == 3 and len(result["draw_sw_ratios"]) == 3
     # Draw k is exactly the single-draw evaluation at seed + k (its samples and its references)
-    for k, seed in enumerate((3, 4, 5)):
-        single = evaluate.evaluate_checkpoint(toy_checkpoint, sampler="ddim", steps=5, n=400,
-                                              seed=seed, speed=False)
+    singles = [evaluate.evaluate_checkpoint(toy_checkpoint, sampler="ddim", steps=5, n=400,
+                                            seed=seed, speed=False) for seed in (3, 4, 5)]
+    for k, single in enumerate(singles):
         assert result["draw_sw_ratios"][k] == pytest.approx(single["sw_ratio"], rel=1e-9)
+    # ... and the pooled figures are the means over all of them, not one draw's
+    assert result["sw"] == pytest.approx(np.mean([d["sw"] for d in singles]), rel=1e-9)
+    assert result["sw_floor"] == pytest.approx(np.mean([d["sw_floor"] for d in singles]), rel=1e-9)
     assert result["sw"] == pytest.approx(np.mean(sw), rel=0.05)
     assert result["sw_floor"] == pytest.approx(np.mean(floor), rel=0.05)
     assert result["sw_ratio"] == pytest.approx(result["sw"] / result["sw_floor"])
