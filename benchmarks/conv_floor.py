@@ -42,23 +42,23 @@ ap.add_argument("--mlp", action="store_true",
                 help="instead: the bare GEMMs of the toy MLP's training step (benchmarks/_common.py "
                      "MLP) at --batch (use 1024, the benchmark's)")
 args = ap.parse_args()
-sys.argv[1:] = []   # train_step (imported below for build()) parses the command line at import
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
 
 import numpy as np  # noqa: E402  (after the thread variables)
-from train_step import build  # noqa: E402
+from _common import MLP, UNET  # noqa: E402
 
 import autograd.functional as F  # noqa: E402
 import tinydiff.models.unet as unet_module  # noqa: E402
 from autograd.ops import winograd  # noqa: E402
 from autograd.tensor import Tensor  # noqa: E402
 
-CONVS: Counter = Counter()   # (n, h, w, c, o, kh, kw, stride, padding, winograd, needs dx) -> calls
-NORMS: Counter = Counter()   # elements of the input -> calls
 
-
-def record_shapes() -> None:
+def record_shapes() -> tuple[Counter, Counter]:
+    """One training step's calls: (n, h, w, c, o, kh, kw, stride, padding, winograd, needs dx)
+    -> count for the convolutions, input elements -> count for the group norms."""
+    convs: Counter = Counter()
+    norms: Counter = Counter()
     conv2d, gn_silu = F.conv2d, unet_module.group_norm_silu
 
     def conv_spy(input, weight, bias=None, stride=1, padding=0, *a, **k):
@@ -68,24 +68,26 @@ def record_shapes() -> None:
         s = stride if isinstance(stride, int) else stride[0]
         p = padding if isinstance(padding, int) else padding[0]
         by_w = winograd.use_winograd(np, (kh, kw), (s, s), (p, p), (h, w), c, o)
-        CONVS[(n, h, w, c, o, kh, kw, s, p, by_w, input.requires_grad)] += 1
+        convs[(n, h, w, c, o, kh, kw, s, p, by_w, input.requires_grad)] += 1
         return out
 
     def gn_spy(x, *a, **k):
-        NORMS[int(np.prod(x.shape))] += 1
+        norms[int(np.prod(x.shape))] += 1
         return gn_silu(x, *a, **k)
 
     F.conv2d, unet_module.group_norm_silu = conv_spy, gn_spy
     try:
-        model, sample_shape = build("unet")
+        model = unet_module.UNet(**UNET)
         model.train()
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((args.batch,) + sample_shape).astype(np.float32)
+        shape = (args.batch, UNET["in_channels"], UNET["image_size"], UNET["image_size"])
+        x = rng.standard_normal(shape).astype(np.float32)
         t = rng.integers(0, 1000, args.batch)
         out = model(Tensor(x), t)
         (out * out).sum().backward()
     finally:
         F.conv2d, unet_module.group_norm_silu = conv2d, gn_silu
+    return convs, norms
 
 
 def median_seconds(fn) -> float:
@@ -145,7 +147,6 @@ def copy_bandwidth() -> float:
 def mlp_floor() -> None:
     """The MLP's products: forward h @ W per layer, backward dW = h^T g per layer and
     dx = g W^T for every layer but the first (its input needs no gradient)."""
-    from _common import MLP
     widths = [MLP["data_dim"] + MLP["time_embed_dim"]] + [MLP["hidden_dim"]] * MLP["num_layers"]
     widths.append(MLP["data_dim"])
     b = args.batch
@@ -167,7 +168,7 @@ def main() -> None:
     if args.mlp:
         mlp_floor()
         return
-    record_shapes()
+    convs, norms = record_shapes()
     peak = 2 * 2048**3 / gemm_seconds(2048, 2048, 2048) / 1e9
     print(f"benchmark UNet, training step, batch {args.batch}, float32, BLAS threads {args.threads}; "
           f"2048^3 GEMM {peak:.0f} GFLOP/s")
@@ -175,7 +176,7 @@ def main() -> None:
           f"{'dW ms':>8}{'GFLOP/s':>9}")
     totals = [0.0, 0.0, 0.0]
     gflop_total = 0.0
-    for key, calls in sorted(CONVS.items(), key=lambda kv: (-kv[0][1], kv[0][3], kv[0][4])):
+    for key, calls in sorted(convs.items(), key=lambda kv: (-kv[0][1], kv[0][3], kv[0][4])):
         fwd, dx, dw, gflop = conv_floor(key)
         n, h, w, c, o, kh, kw, s, p, by_w, _ = key
         name = f"{h}x{w} {c}->{o} {kh}x{kw}/{s} {'winograd' if by_w else 'im2col'}"
@@ -186,12 +187,12 @@ def main() -> None:
         print(f"{name:<38}{calls:6d}{calls * gflop:8.2f}{1e3 * calls * fwd:9.1f}{1e3 * calls * dx:8.1f}"
               f"{1e3 * calls * dw:8.1f}{gflop / seconds:9.0f}")
     conv_ms = 1e3 * sum(totals)
-    print(f"{'convolutions: bare GEMMs':<38}{sum(CONVS.values()):6d}{gflop_total:8.2f}"
+    print(f"{'convolutions: bare GEMMs':<38}{sum(convs.values()):6d}{gflop_total:8.2f}"
           f"{1e3 * totals[0]:9.1f}{1e3 * totals[1]:8.1f}{1e3 * totals[2]:8.1f}   total {conv_ms:.0f} ms")
     bw = copy_bandwidth()
-    norm_bytes = sum(calls * elems * 4 * 5 for elems, calls in NORMS.items())
+    norm_bytes = sum(calls * elems * 4 * 5 for elems, calls in norms.items())
     norm_ms = 1e3 * norm_bytes / bw
-    print(f"group norm + SiLU: {sum(NORMS.values())} calls, 5 passes, {norm_bytes / 1e9:.2f} GB at "
+    print(f"group norm + SiLU: {sum(norms.values())} calls, 5 passes, {norm_bytes / 1e9:.2f} GB at "
           f"{bw / 1e9:.1f} GB/s copy bandwidth: {norm_ms:.0f} ms")
     print(f"FLOOR training step: conv {conv_ms:.0f} ms + group norm {norm_ms:.0f} ms = "
           f"{conv_ms + norm_ms:.0f} ms at batch {args.batch}")
