@@ -148,7 +148,7 @@ def render(ops: list[Op] | None = None) -> str:
         "Each op's forward and backward sit side by side in the module named; `g` is dL/d(output), the",
         "gradient arriving from above, and every derivative is checked against finite differences in",
         "`tests/`. The ops with a fast path (conv2d, group_norm, group_norm_silu, silu, linear_silu,",
-        "dropout, scaled_dot_product_attention) also have a plain version, forward and backward as on",
+        "mlp_silu, dropout, scaled_dot_product_attention) also have a plain version, forward and backward as on",
         "paper, in the sibling `autograd/functional/*_reference.py` that the module's docstring names.",
         "",
         "| op | used as | module | definition and derivative |",

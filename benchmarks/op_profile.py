@@ -27,7 +27,7 @@ CATEGORIES = {  # op name -> the row it is summed into
     "group_norm_silu": "group norm (+SiLU)", "group_norm": "group norm (+SiLU)",
     "layer_norm": "group norm (+SiLU)",
     "scaled_dot_product_attention": "attention", "softmax": "attention",
-    "linear": "linear (+SiLU), matmul", "linear_silu": "linear (+SiLU), matmul",
+    "linear": "linear (+SiLU), matmul", "linear_silu": "linear (+SiLU), matmul", "mlp_silu": "linear (+SiLU), matmul",
     "matmul": "linear (+SiLU), matmul",
     "dropout": "dropout",
     "mse_loss": "loss",

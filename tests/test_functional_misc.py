@@ -4,6 +4,7 @@ statistics and determinism of dropout."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,6 +122,7 @@ def test_linear_split_by_rows_among_threads(threads, rows, n_in, n_out, frozen, 
     tx, tw, tb = (Tensor(a, requires_grad=name != frozen) for a, name in ((x, "input"), (w, "weight"), (b, "bias")))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(linear_module, "_MIN_ROWS", 1)
+        mp.setattr(linear_module, "_MIN_MACS", 0)
         mp.setattr(_blocks, "num_threads", lambda: threads)
         y = F.linear(tx, tw, tb)
         y.backward(g)
@@ -151,6 +153,7 @@ def test_linear_silu_is_silu_of_linear(threads, lead, n_in, n_out, frozen, seed)
     g = rng.standard_normal(z.shape)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys.modules["autograd.functional.linear"], "_MIN_ROWS", 1)
+        mp.setattr(sys.modules["autograd.functional.linear"], "_MIN_MACS", 0)
         mp.setattr(_blocks, "num_threads", lambda: threads)
         y = linear_silu(tx, tw, tb)
         if z.size and (tx.requires_grad or tw.requires_grad or (tb is not None and tb.requires_grad)):
@@ -405,3 +408,72 @@ def test_same_values_and_grads_on_every_backend(xp):
         results.append([to_numpy(a) for a in (loss.data, x.grad, w.grad, b.grad, e.grad)])
     for a, want in zip(*results):
         np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@given(rows=st.integers(0, 7), widths=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+       frozen=st.sampled_from(["none", "input", "first weight", "biases"]), seed=st.integers(0, 2**32 - 1))
+def test_mlp_silu_is_an_iterated_linear_silu(threads, rows, widths, frozen, seed):
+    """The stack against its definition, linear_silu applied layer after layer (each its own
+    op and backward), rows shared among 1-3 threads on every row count; under no_grad the
+    values are the same and nothing is recorded."""
+    import sys
+    from autograd.ops import _blocks
+    from autograd.functional.linear import linear_silu, mlp_silu
+    from autograd.tensor import no_grad
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((rows, widths[0]))]
+    arrays += [rng.standard_normal((b, a)) for a, b in zip(widths[:-1], widths[1:])]
+    arrays += [rng.standard_normal(b) for b in widths[1:]]
+    n = len(widths) - 1
+    g = rng.standard_normal((rows, widths[-1]))
+
+    def run(stacked: bool) -> tuple[Any, list[Any]]:
+        ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+        ts[0].requires_grad = frozen != "input"
+        ts[1].requires_grad = frozen != "first weight"
+        for t in ts[1 + n:]:
+            t.requires_grad = frozen != "biases"
+        x, ws, bs = ts[0], ts[1:1 + n], ts[1 + n:]
+        if stacked:
+            y = mlp_silu(x, ws, bs)
+        else:
+            y = x
+            for w, b in zip(ws, bs):
+                y = linear_silu(y, w, b)
+        y.backward(g)
+        return y.data, [t.grad for t in ts]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules["autograd.functional.linear"], "_MIN_ROWS", 1)
+        mp.setattr(sys.modules["autograd.functional.linear"], "_MIN_MACS", 0)
+        mp.setattr(_blocks, "num_threads", lambda: threads)
+        (y, grads), (y_ref, grads_ref) = run(True), run(False)
+        with no_grad():
+            params = [Tensor(a, requires_grad=True) for a in arrays[1:]]
+            y_free = mlp_silu(Tensor(arrays[0]), params[:n], params[n:])
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, grads_ref):
+        assert (got is None) == (want is None)
+        if got is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert not y_free.requires_grad
+    np.testing.assert_allclose(y_free.data, y_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_mlp_silu_gradcheck_and_errors():
+    from autograd.functional.linear import mlp_silu
+    rng = np.random.default_rng(5)
+    x, w1, w2, b2 = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((2, 3, 4), (5, 4), (2, 5), (2,)))
+    assert gradcheck(lambda x, w1, w2, b2: mlp_silu(x, [w1, w2], [None, b2]), [x, w1, w2, b2])
+    with pytest.raises(ValueError, match=r"mlp_silu: layer 1's weight \(2, 4\) should be \(out_features, 5\)"):
+        mlp_silu(x, [w1, Tensor(np.zeros((2, 4)))])
+    with pytest.raises(ValueError, match=r"mlp_silu: layer 0's weight \(5, 3\) should be \(out_features, 4\) "
+                                         r"to take the input \(2, 3, 4\)"):
+        mlp_silu(x, [Tensor(np.zeros((5, 3)))])
+    with pytest.raises(ValueError, match="mlp_silu: 2 weights but 1 biases"):
+        mlp_silu(x, [w1, w2], [b2])
+    with pytest.raises(ValueError, match=r"mlp_silu: layer 1's bias must have shape \(2,\)"):
+        mlp_silu(x, [w1, w2], [None, Tensor(np.zeros(3))])
+    with pytest.raises(ValueError, match="mlp_silu: weights must hold at least one"):
+        mlp_silu(x, [])

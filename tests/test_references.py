@@ -23,7 +23,7 @@ from autograd import Tensor, gradcheck
 from autograd.functional.activation_reference import silu_reference
 from autograd.functional.attention_reference import scaled_dot_product_attention_reference
 from autograd.functional.conv_reference import conv2d_reference
-from autograd.functional.linear_reference import dropout_reference, linear_silu_reference
+from autograd.functional.linear_reference import dropout_reference, linear_silu_reference, mlp_silu_reference
 from autograd.functional.norm_reference import group_norm_reference, group_norm_silu_reference
 from autograd.ops import _blocks
 
@@ -62,6 +62,7 @@ def blocks_forced(request):
         mp.setattr(activation, "_SPLIT_BYTES", 0)
         mp.setattr(linear, "_SPLIT_BYTES", 0)
         mp.setattr(linear, "_MIN_ROWS", 1)
+        mp.setattr(linear, "_MIN_MACS", 0)
         mp.setattr(norm, "_BLOCK_BYTES", 1)
         mp.setattr(conv, "_BLOCK_BYTES", 1)
         mp.setattr(attention, "_SPLIT_BYTES", 0)
@@ -99,6 +100,31 @@ def test_linear_silu_matches_reference(blocks_forced, data, lead, n_in, n_out, h
     a += [arrays(data.draw, (n_out,))] if has_bias else []
     grad = [frozen != "input", frozen != "weight"] + [True] * has_bias
     assert_same(values_and_grads(F.linear_silu, a, grad), values_and_grads(linear_silu_reference, a, grad))
+
+
+def stack_of(op: Callable[..., Tensor], n: int, has_bias: list[bool]) -> Callable[..., Tensor]:
+    """op(x, weights, biases) as a function of the tensors (x, W_1..W_n, then the biases given)."""
+    def fn(x: Tensor, *params: Tensor) -> Tensor:
+        more = iter(params[n:])
+        return op(x, list(params[:n]), [next(more) if b else None for b in has_bias])
+    return fn
+
+
+@with_fixture
+@given(data=st.data(), lead=st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple),
+       widths=st.lists(st.integers(1, 5), min_size=2, max_size=5), has_bias=st.lists(st.booleans(), min_size=4),
+       frozen=st.integers(-1, 4))
+def test_mlp_silu_matches_reference(blocks_forced, data, lead, widths, has_bias, frozen):
+    """Every layer's weight and bias gradient, and the input's, with one tensor (input, a
+    weight or, -1, none) frozen: a frozen weight must not stop the gradient below it."""
+    n = len(widths) - 1
+    has_bias = has_bias[:n]
+    a = [arrays(data.draw, lead + (widths[0],))]
+    a += [arrays(data.draw, (widths[i + 1], widths[i])) for i in range(n)]
+    a += [arrays(data.draw, (widths[i + 1],)) for i in range(n) if has_bias[i]]
+    grad = [i != frozen for i in range(len(a))]
+    assert_same(values_and_grads(stack_of(F.mlp_silu, n, has_bias), a, grad),
+                values_and_grads(stack_of(mlp_silu_reference, n, has_bias), a, grad))
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -202,6 +228,8 @@ def test_references_pass_gradcheck(data):
     cases = [
         (silu_reference, [arrays(draw, (3, 4), -6, 6)]),
         (linear_silu_reference, [arrays(draw, (2, 3, 4)), arrays(draw, (5, 4)), arrays(draw, (5,))]),
+        (stack_of(mlp_silu_reference, 2, [True, False]),
+         [arrays(draw, (2, 3, 4)), arrays(draw, (5, 4)), arrays(draw, (3, 5)), arrays(draw, (5,))]),
         (lambda t: dropout_reference(t, 0.4, generator=np.random.default_rng(1)), [arrays(draw, (3, 5))]),
         (lambda *t: group_norm_reference(t[0], 2, *t[1:]), [x4, arrays(draw, (4,)), arrays(draw, (4,))]),
         (lambda *t: group_norm_silu_reference(t[0], 2, *t[1:]), [x4, arrays(draw, (4,)), arrays(draw, (4,))]),

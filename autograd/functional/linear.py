@@ -1,9 +1,9 @@
-"""linear (and linear_silu, its fusion with the activation of an MLP's hidden layer), embedding
-and dropout: the ops of fully connected layers.
+"""linear (with linear_silu, its fusion with the activation of an MLP's hidden layer, and
+mlp_silu, a stack of them), embedding and dropout: the ops of fully connected layers.
 
-Read ``linear_reference.py`` first: linear_silu and dropout as on paper, forward and backward
-(the dropout mask drawn plainly, one number per element). This module computes the same
-numbers fast, on rows shared among the engine's threads.
+Read ``linear_reference.py`` first: linear_silu, mlp_silu and dropout as on paper, forward and
+backward (the dropout mask drawn plainly, one number per element). This module computes the
+same numbers fast, on rows shared among the engine's threads.
 
 linear is one op rather than matmul + transpose + add: with the leading dimensions folded into
 one, its forward and both weight gradients are single matrix products.
@@ -11,6 +11,7 @@ one, its forward and both weight gradients are single matrix products.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from autograd.functional.activation import silu_grad_rows, silu_rows
@@ -18,10 +19,13 @@ from autograd.ops import _blocks
 from autograd.ops._blocks import even_blocks, row_blocks, run_blocks, sum_runs
 from autograd.ops.shape import _memory_order
 from autograd.random import default_generator, take_uint32
-from autograd.tensor import Tensor, make_node
+from autograd.tensor import Tensor, is_grad_enabled, make_node
 
-# Rows below which a linear layer's GEMM is not worth splitting among threads.
+# A thread's share of a linear layer's GEMM: at least this many rows, and at least this many
+# multiply-adds, about 30 us of one core's GEMM: less does not pay for waking another thread
+# (measured: benchmarks/results/autograd-measurements.md#a-hand-off-per-run).
 _MIN_ROWS = 256
+_MIN_MACS = 1 << 22
 # Bytes below which dropout's products run whole on the calling thread.
 _SPLIT_BYTES = _blocks.SPLIT_BYTES
 
@@ -47,6 +51,117 @@ def linear_silu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     (measured: benchmarks/results/autograd-measurements.md#threads-when-sharing-work-out-pays).
     """
     return _linear("linear_silu", input, weight, bias, silu=True)
+
+
+def mlp_silu(input: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None) -> Tensor:
+    """h_0 = x, h_i = silu(z_i), z_i = h_{i-1} W_i^T + b_i for i = 1..n: n ``linear_silu`` in one op.
+    Back from the last layer, with g_n = g:  dL/dz_i = g_i (s_i + h_i (1 - s_i)),  g_{i-1} = dL/dz_i W_i,
+    dL/dW_i = dL/dz_i^T h_{i-1},  dL/db_i = sum dL/dz_i;  dL/dx = g_0.
+
+    An MLP's hidden layers. Each thread takes its rows through every layer and back again, so
+    the threads meet once forward and once backward, where n linear_silu ops meet n times each
+    way; the toy MLP's layers are small enough for those meetings to show (measured:
+    benchmarks/results/autograd-measurements.md#a-stack-of-layers-as-one-op).
+    ``biases`` is None or one bias (or None) per layer.
+    """
+    weights = list(weights)
+    biases = [None] * len(weights) if biases is None else list(biases)
+    _check_stack(input, weights, biases)
+    xp = input.xp
+    n = len(weights)
+    x2 = input.data.reshape(-1, weights[0].shape[1])
+    rows = x2.shape[0]
+    ws = [w.data for w in weights]
+    bs = [None if b is None else b.data for b in biases]
+    dtype = xp.result_type(x2, *ws)
+    recording = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, *weights, *biases))
+    # Recording: every layer's h_i and s_i stay for the backward. Not: only the last h_n is kept.
+    hs = [xp.empty((rows, w.shape[0]), dtype=dtype) for w in (ws if recording else ws[-1:])]
+    ss = [xp.empty_like(h) for h in hs] if recording else None
+    blocks = even_blocks(xp, rows, _min_rows(sum(w.size for w in ws)))
+
+    def forward_rows(run: list[slice]) -> None:
+        for r in run:
+            h = x2[r]
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                last = i == n - 1
+                if recording or last:
+                    out, s = hs[i if recording else 0][r], (ss[i][r] if ss is not None else xp.empty_like(hs[0][r]))
+                else:
+                    out = xp.empty((h.shape[0], w.shape[0]), dtype=dtype)
+                    s = xp.empty_like(out)
+                xp.matmul(h, w.T, out=out)
+                if b is not None:
+                    out += b
+                silu_rows(xp, out, out, s)
+                h = out
+    run_blocks(forward_rows, blocks)
+    if not recording:
+        return Tensor(hs[0].reshape(input.shape[:-1] + (ws[-1].shape[0],)))
+    assert ss is not None
+
+    def backward(g):
+        g2 = g.reshape(rows, ws[-1].shape[0])
+        need_x = input.requires_grad
+        need_w = [w.requires_grad for w in weights]
+        need_b = [b is not None and b.requires_grad for b in biases]
+        gx = xp.empty(x2.shape, dtype=g2.dtype) if need_x else None
+
+        def backward_rows(run: list[slice]) -> tuple[Any, ...]:
+            gws: list[Any] = [None] * n
+            gbs: list[Any] = [None] * n
+            for r in run:
+                gh = g2[r]  # dL/dh_i for the rows r, from the last layer down
+                for i in reversed(range(n)):
+                    gz = xp.empty_like(hs[i][r])
+                    silu_grad_rows(xp, gh, hs[i][r], ss[i][r], out=gz)
+                    h_in = x2[r] if i == 0 else hs[i - 1][r]
+                    if need_w[i]:
+                        part = gz.T @ h_in
+                        gws[i] = part if gws[i] is None else gws[i] + part
+                    if need_b[i]:  # sum over rows as ones^T dL/dz: a GEMV, 2.5x faster than .sum(axis=0)
+                        part = xp.ones(gz.shape[0], dtype=gz.dtype) @ gz
+                        gbs[i] = part if gbs[i] is None else gbs[i] + part
+                    if i > 0:
+                        gh = gz @ ws[i]
+                    elif need_x:
+                        xp.matmul(gz, ws[0], out=gx[r])
+            return (*gws, *gbs)
+        totals = sum_runs(run_blocks(backward_rows, blocks))
+        gws = [xp.zeros_like(w) if need and gw is None else gw for w, need, gw in zip(ws, need_w, totals[:n])]
+        gbs = [xp.zeros_like(b) if need and gb is None else gb for b, need, gb in zip(bs, need_b, totals[n:])]
+        grads: list[Any] = [gx.reshape(input.shape) if need_x else None, *gws]
+        return tuple(grads + [gb for b, gb in zip(biases, gbs) if b is not None])
+
+    parents = (input, *weights, *(b for b in biases if b is not None))
+    return make_node(hs[-1].reshape(input.shape[:-1] + (ws[-1].shape[0],)), parents, backward, "mlp_silu")
+
+
+def _min_rows(macs_per_row: int) -> int:
+    """The fewest rows worth handing to a thread, for GEMMs of ``macs_per_row`` multiply-adds per row."""
+    return max(_MIN_ROWS, -(-_MIN_MACS // max(macs_per_row, 1)))
+
+
+def _check_stack(input: Tensor, weights: list[Tensor], biases: list[Tensor | None]) -> None:
+    """mlp_silu's arguments: a chain of layers whose widths meet, on one device."""
+    if not weights:
+        raise ValueError("mlp_silu: weights must hold at least one layer's (out_features, in_features) weight")
+    if len(biases) != len(weights):
+        raise ValueError(f"mlp_silu: {len(weights)} weights but {len(biases)} biases; give one bias "
+                         "(or None) per layer, or biases=None")
+    width = input.shape[-1] if input.ndim >= 1 else None
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if w.ndim != 2 or w.shape[1] != width:
+            raise ValueError(f"mlp_silu: layer {i}'s weight {w.shape} should be (out_features, {width}) "
+                             f"to take {'the input ' + str(input.shape) if i == 0 else f'layer {i - 1}'}'s output")
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"mlp_silu: layer {i}'s bias must have shape ({w.shape[0]},) to match its "
+                             f"weight {w.shape}, got {b.shape}")
+        for t in (w, b):
+            if t is not None and t.device != input.device:
+                raise RuntimeError(f"mlp_silu: input is on {input.device!r} but layer {i}'s parameters "
+                                   f"on {t.device!r}")
+        width = w.shape[0]
 
 
 def embedding(input: Any, weight: Tensor) -> Tensor:
@@ -152,8 +267,8 @@ def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: b
     xp = input.xp
     x2 = input.data.reshape(-1, in_features)  # (B, in), B = every leading dim folded
     w, b = weight.data, None if bias is None else bias.data
-    # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); few rows: one GEMM.
-    blocks = even_blocks(xp, x2.shape[0], _MIN_ROWS)
+    # The rows are shared among the cores, one GEMM each (see autograd/ops/_blocks.py); little work: one GEMM.
+    blocks = even_blocks(xp, x2.shape[0], _min_rows(in_features * out_features))
     y = xp.empty((x2.shape[0], out_features), dtype=xp.result_type(x2, w))
     s: Any = xp.empty_like(y) if silu else None  # the logistic of z, for the backward
 
@@ -183,8 +298,8 @@ def _linear(op: str, input: Tensor, weight: Tensor, bias: Tensor | None, silu: b
                 if need_w:
                     part = gz[r].T @ x2[r]
                     gw = part if gw is None else gw + part
-                if need_b:
-                    part = gz[r].sum(axis=0)
+                if need_b:  # (as in mlp_silu: a GEMV)
+                    part = xp.ones(r.stop - r.start, dtype=gz.dtype) @ gz[r]
                     gb = part if gb is None else gb + part
             return gw, gb
         gw, gb = sum_runs(run_blocks(backward_rows, blocks))

@@ -1,14 +1,16 @@
-"""linear_silu and dropout as a learner writes them on paper, forward and backward: the
-versions to read before ``linear.py``.
+"""linear_silu, mlp_silu and dropout as a learner writes them on paper, forward and backward:
+the versions to read before ``linear.py``.
 
 linear_silu is silu(x W^T + b); the chain rule takes g back through the SiLU first (dL/dz),
-then through the linear layer. Dropout multiplies by a random 0/1 mask and rescales by
+then through the linear layer. mlp_silu is a stack of them, and its backward the same steps
+from the last layer to the first. Dropout multiplies by a random 0/1 mask and rescales by
 1/(1 - p), so E[y] = x; its backward multiplies by the same mask. ``linear.py`` computes the
 same numbers on rows shared among threads; tests/test_references.py checks that they agree
 (the dropout mask too, drawn from the same generator).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from autograd.backend import get_array_module
@@ -38,6 +40,41 @@ def linear_silu_reference(input: Tensor, weight: Tensor, bias: Tensor | None = N
 
     parents = (input, weight) if bias is None else (input, weight, bias)
     return make_node(y.reshape(input.shape[:-1] + (w.shape[0],)), parents, backward, "linear_silu_reference")
+
+
+def mlp_silu_reference(input: Tensor, weights: Sequence[Tensor],
+                       biases: Sequence[Tensor | None] | None = None) -> Tensor:
+    """h_0 = x, h_i = silu(z_i), z_i = h_{i-1} W_i^T + b_i.    Back from g_n = g: dL/dz_i = g_i silu'(z_i),
+    g_{i-1} = dL/dz_i W_i, dL/dW_i = dL/dz_i^T h_{i-1}, dL/db_i = sum dL/dz_i; dL/dx = g_0."""
+    weights = list(weights)
+    biases = [None] * len(weights) if biases is None else list(biases)
+    if not weights or len(biases) != len(weights):
+        raise ValueError(f"mlp_silu_reference: give one or more weights and one bias (or None) per "
+                         f"weight, got {len(weights)} weights and {len(biases)} biases")
+    h = [input.data.reshape(-1, input.shape[-1])]  # h[0] = x, every leading dimension folded
+    z, s = [], []
+    for w, b in zip(weights, biases):
+        if w.ndim != 2 or w.shape[1] != h[-1].shape[1]:
+            raise ValueError(f"mlp_silu_reference: weight {w.shape} does not take inputs of width {h[-1].shape[1]}")
+        z.append(h[-1] @ w.data.T + (0 if b is None else b.data))
+        y, s_i = silu_forward(z[-1])
+        h.append(y)
+        s.append(s_i)
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        g_h = g.reshape(h[-1].shape)
+        dws: list[Any] = []
+        dbs: list[Any] = []
+        for i in reversed(range(len(weights))):
+            dz = silu_backward(g_h, z[i], s[i])
+            dws.insert(0, dz.T @ h[i])
+            dbs.insert(0, dz.sum(axis=0))
+            g_h = dz @ weights[i].data
+        return (g_h.reshape(input.shape), *dws, *(db for b, db in zip(biases, dbs) if b is not None))
+
+    parents = (input, *weights, *(b for b in biases if b is not None))
+    out_shape = input.shape[:-1] + (weights[-1].shape[0],)
+    return make_node(h[-1].reshape(out_shape), parents, backward, "mlp_silu_reference")
 
 
 def dropout_reference(input: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:

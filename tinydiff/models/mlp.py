@@ -9,8 +9,8 @@ Splitting W_1 by the blocks of its input shows what the first layer does: W_1 in
 W_x x + W_t emb(t) + W_y onehot(y), i.e. a linear time-embedding network and a learned label
 embedding (the columns of W_y) added to the projection of x. Concatenating first lets the three
 be one matrix product, and keeps the step to few, large ops: at batch 1024 the per-op overhead,
-not the arithmetic, is what an MLP this size pays for. For the same reason each hidden layer is
-one op, ``linear_silu`` (the same function as ``F.silu(layer(h))``).
+not the arithmetic, is what an MLP this size pays for. For the same reason the hidden layers
+are one op, ``mlp_silu`` (the same function as ``F.silu(layer(h))`` layer after layer).
 
 ``input_embed_dim`` (optional) adds sinusoidal features of each coordinate, as tiny-diffusion
 (github.com/tanelp/tiny-diffusion) embeds x and y, and as Tancik et al. 2020 ("Fourier features
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from autograd import cat, nn
-from autograd.functional.linear import linear_silu
+from autograd.functional.linear import mlp_silu
 from autograd.ops.unary import cos, sin
 from autograd.tensor import Tensor
 from tinydiff.models.embeddings import as_index_array, class_labels, timestep_embedding
@@ -81,8 +81,8 @@ class MLPDenoiser(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"MLPDenoiser: x must have shape (B, {self.data_dim}), got {x.shape}")
         h = self._input(x, t, y)
-        for layer in self.layers:
-            h = linear_silu(h, layer.weight, layer.bias)  # = F.silu(layer(h)), as one op
+        # = F.silu(layer(h)) layer after layer, as one op (autograd.functional.mlp_silu)
+        h = mlp_silu(h, [layer.weight for layer in self.layers], [layer.bias for layer in self.layers])
         return self.out(h)
 
     def _input(self, x: Tensor, t: Any, y: Any) -> Tensor:
