@@ -21,7 +21,10 @@ def toy_config(out_dir: Path, steps: int = STEPS, **overrides) -> TrainConfig:
     settings = dict(model={"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2,
                            "time_embed_dim": 32},
                     steps=steps, batch_size=BATCH, lr=1e-2, warmup_steps=3, grad_clip=0.5,
-                    timesteps=100, ckpt_every=4, out_dir=str(out_dir), progress=False, seed=3)
+                    timesteps=100, ckpt_every=4, out_dir=str(out_dir), progress=False, seed=3,
+                    # constant: a run resumed with a new total keeps the learning rates it had
+                    # (the preset's cosine decay is laid out over the total number of steps)
+                    lr_schedule="constant")
     return TrainConfig.toy2d("moons", **{**settings, **overrides})
 
 

@@ -63,7 +63,8 @@ def cli_args(out: str, steps: int = STEPS, resume: bool = False) -> list[str]:
     """`tinydiff train toy2d` with the options of distributed_cases.toy_config."""
     model = ["--resume"] if resume else ["--hidden-dim", "32", "--num-layers", "2"]
     return ["-m", "tinydiff", "train", "toy2d", "--dataset", "moons", *model, "--steps", str(steps),
-            "--batch-size", str(BATCH), "--lr", "1e-2", "--warmup-steps", "3", "--grad-clip", "0.5",
+            "--batch-size", str(BATCH), "--lr", "1e-2", "--lr-schedule", "constant", "--warmup-steps", "3",
+            "--grad-clip", "0.5",
             "--timesteps", "100", "--ckpt-every", "4", "--seed", "3", "--out", out, "--no-progress",
             "--no-preview", "--distributed"]
 

@@ -1,6 +1,6 @@
 """The ``tinydiff`` command line: train, sample, evaluate, and look at the forward process.
 
-    tinydiff train toy2d --dataset moons            # about a minute on two CPU cores
+    tinydiff train toy2d --dataset moons            # 8000 steps, 25-45 s on two CPU cores
     tinydiff train mnist                            # class-conditional UNet, ~50 min of two CPU cores
     tinydiff sample runs/toy2d-moons/checkpoint.npz --sampler ddim --steps 50 --out moons.png
     tinydiff eval runs/mnist-cond                   # FID, class histogram, bits/dim, images/s
@@ -88,7 +88,9 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
     help text shows. They default to None so that we can tell which ones the user gave."""
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=nonnegative_int, metavar="N",
-                   help=f"total optimizer steps; with --resume, the new total (default: {d.steps})")
+                   help=f"total optimizer steps; with --resume, the new total (a decaying "
+                        f"--lr-schedule is laid out over it, so it changes the rest of the run) "
+                        f"(default: {d.steps})")
     g.add_argument("--batch-size", type=positive_int, metavar="B",
                    help=f"examples per step (default: {d.batch_size})")
     g.add_argument("--lr", type=finite_float, metavar="LR",
@@ -184,8 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=_HelpFormatter)
     tsub = train.add_subparsers(dest="task", metavar="TASK", required=True)
 
-    p = tsub.add_parser("toy2d", help="an MLP on a 2D point distribution (CPU, about a minute)",
-                        description="Train a small MLP denoiser on a 2D toy distribution.",
+    p = tsub.add_parser("toy2d", help="an MLP on a 2D point distribution (CPU, under a minute)",
+                        description="Train a small MLP denoiser on a 2D toy distribution. The "
+                                    "defaults (8000 steps, cosine decay from 4e-3) took 37 s (moons) "
+                                    "and 45 s (8gaussians) of wall time on a busy 2-vCPU machine "
+                                    "(2026-12-03); about 25 s on a quiet one, where 5000 steps took "
+                                    "15.8 s. Not measured on a GPU.",
                         epilog=TRAIN_EPILOG, formatter_class=_HelpFormatter)
     p.add_argument("--dataset", choices=TOY2D_DATASETS,
                    help=f"the 2D distribution to learn (default: {toy.dataset})")
