@@ -203,3 +203,36 @@ def test_fid_of_a_mean_shift():
     c = np.full(8, 1.0)
     assert 0 < base < 0.1
     assert fid_from_features(f, g + c) - base == pytest.approx(c @ c - 2 * dmu @ c, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- background speckle
+
+def test_background_speckle_on_planted_images():
+    """Hand-built images whose answers are counted by hand: a clean digit-like block, the same
+    with three lone bright pixels far from it and from each other, and a grey veil."""
+    from tinydiff.metrics import background_speckle
+    clean = -np.ones((28, 28))
+    clean[9:19, 11:17] = -0.2                    # a stroke's soft edge: grey, not ink, not background
+    clean[10:18, 12:16] = 1.0                    # the stroke: ink with ink neighbours
+    speckled = clean.copy()
+    for r, c in ((1, 1), (1, 26), (26, 3)):      # lone ink pixels, > 2 pixels from other ink
+        speckled[r, c] = 0.5
+    veiled = np.where(clean == -1, -0.6, clean)  # the background lifted to -0.6
+    out = background_speckle(np.stack([clean, speckled, veiled])[:, None])
+    # Background means: -1, -1 (the lone pixels and their 2-pixel margins are not background), -0.6.
+    assert out["background_mean"] == pytest.approx((-1 - 1 - 0.6) / 3)
+    assert out["isolated_bright"] == pytest.approx(3 / 784 / 3)
+    one = background_speckle(speckled[None])
+    assert one["isolated_bright"] == pytest.approx(3 / 784) and one["background_mean"] == pytest.approx(-1.0)
+    # Two lone pixels side by side are a (tiny) stroke, not speckle.
+    pair = clean.copy()
+    pair[2, 2] = pair[2, 3] = 0.5
+    assert background_speckle(pair[None])["isolated_bright"] == 0.0
+
+
+def test_background_speckle_errors():
+    from tinydiff.metrics import background_speckle
+    with pytest.raises(ValueError, match=r"background_speckle: expected images of shape \(N, 1, H, W\)"):
+        background_speckle(np.zeros((28, 28)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        background_speckle(np.full((1, 5, 5), np.nan))
