@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinydiff.data import mnist  # noqa: E402
-from tinydiff.evaluate import classify, digit_metrics, get_classifier  # noqa: E402
-from tinydiff.metrics import background_speckle, fid_from_features  # noqa: E402
+from tinydiff.evaluate import classify, digit_metrics, get_classifier, mnist_fid_floor  # noqa: E402
+from tinydiff.metrics import background_speckle  # noqa: E402
 
 
 def load_samples(path: Path) -> np.ndarray:
@@ -60,8 +60,7 @@ def main() -> None:
         x = load_samples(path)
         features, probs = classify(classifier, x)
         digits = digit_metrics(probs, features, test_features)
-        pick = np.random.default_rng(0).choice(len(train_images), len(x), replace=False)
-        floor = fid_from_features(classify(classifier, train_images[pick])[0], test_features)
+        floor = mnist_fid_floor(classifier, train_images, test_features, len(x))
         speckle = background_speckle(x)
         print(f"{path} ({len(x)} images):")
         print(digits.report())

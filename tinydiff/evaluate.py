@@ -295,6 +295,14 @@ def digit_metrics(probs: np.ndarray, features: np.ndarray | None = None,
                         agreement, fid)
 
 
+def mnist_fid_floor(classifier: Any, train_images: Any, test_features: np.ndarray, n: int,
+                    seed: int = 0) -> float:
+    """The FID a perfect model would get with ``n`` images: ``n`` real training digits (drawn
+    with ``seed``) against the test set's features (FID is biased upwards at small n)."""
+    pick = np.random.default_rng(seed).choice(len(train_images), min(n, len(train_images)), replace=False)
+    return fid_from_features(classify(classifier, train_images[pick])[0], test_features)
+
+
 def mnist_bpd(run: LoadedRun, images: Any, labels: Any = None, seed: int = 0, batch_size: int = 100,
               progress: bool = False, device: str = "cpu", clip_x0: bool = True) -> dict[str, float]:
     """Mean NLL bound in bits/dim of ``images`` under a loaded run (all T terms of eq. 5).
@@ -490,11 +498,10 @@ def _evaluate_mnist(run: LoadedRun, opt: _Options) -> dict[str, Any]:
     features, probs = classify(classifier, result.samples)
     digits = digit_metrics(probs, features, test_features, labels)
     print(digits.report(), flush=True)
-    # The floor: n real training digits against the same test set (FID is biased upwards at small n).
     train_images, _ = mnist.load_mnist("train", data_dir=opt.data_dir, progress=opt.progress)
-    pick = np.random.default_rng(opt.seed).choice(len(train_images), min(n, len(train_images)), replace=False)
-    fid_floor = fid_from_features(classify(classifier, train_images[pick])[0], test_features)
-    print(f"  FID floor: {len(pick)} training images vs the test images  {fid_floor:.2f}", flush=True)
+    fid_floor = mnist_fid_floor(classifier, train_images, test_features, n, seed=opt.seed)
+    print(f"  FID floor: {min(n, len(train_images))} training images vs the test images  {fid_floor:.2f}",
+          flush=True)
     out: dict[str, Any] = {"task": "mnist", "sampler": what, "mode": mode, "guidance": guidance,
                            "generation_seconds": result.seconds, "fid_floor": fid_floor,
                            "classifier_test_accuracy": info["test_accuracy"], **asdict(digits)}
