@@ -11,10 +11,11 @@ of ``torch_models.UNet``), eps-prediction, linear betas 1e-4..0.02 over T = 1000
 Adam at 2e-4, batch 64, gradient norm clipped to 1, an EMA of the weights (decay ``--ema``),
 pixels scaled to [-1, 1], shuffled epochs of the 60,000 training images. Training stops at each
 ``--snapshots`` second of the loop's own wall time (sampling is not counted) to draw ``--n``
-samples with DDIM (Song et al. 2020, eq. 12, eta = 0, ``--ddim-steps`` steps evenly spaced over
-the T timesteps, x_0 estimates clipped to [-1, 1]) from the EMA weights, saved as
-``OUT/samples_<seconds>s.npy`` (float32, (n, 1, 28, 28), in [-1, 1]) with a .json of the facts
-of the snapshot beside it. Score them with the project's classifier (``tinydiff eval`` judges
+samples from the EMA weights with each ``--samplers`` entry ``STEPS:ETA``: DDIM (Song et al.
+2020, eq. 12 with eq. 16's sigma; eta = 0 deterministic, eta = 1 DDPM's noise) over STEPS
+timesteps evenly spaced over the T, x_0 estimates clipped to [-1, 1]. Each set is saved as
+``OUT/samples_<seconds>s_ddim<STEPS>_eta<ETA>.npy`` (float32, (n, 1, 28, 28), in [-1, 1]) with
+a .json of the facts of the snapshot beside it. Score them with the project's classifier (``tinydiff eval`` judges
 tinydiff runs the same way).
 
 The MNIST IDX files are read from ``--data-dir`` (gzipped or not), checked against the folder's
@@ -67,8 +68,9 @@ def read_train_images(folder: Path) -> np.ndarray:
 
 @torch.no_grad()
 def ddim_sample(model: torch.nn.Module, abar: torch.Tensor, n: int, steps: int, batch: int,
-                gen: torch.Generator) -> np.ndarray:
-    """DDIM, eta = 0: x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t') eps, t' the next timestep."""
+                gen: torch.Generator, eta: float = 0.0) -> np.ndarray:
+    """DDIM: x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t' - sigma^2) eps + sigma z, t' the next
+    timestep, sigma = eta sqrt((1 - abar_t') / (1 - abar_t)) sqrt(1 - abar_t / abar_t')."""
     model.eval()
     T = len(abar)
     ts = np.linspace(0, T - 1, steps).round().astype(int)[::-1]
@@ -81,7 +83,10 @@ def ddim_sample(model: torch.nn.Module, abar: torch.Tensor, n: int, steps: int, 
             eps = model(x, torch.full((len(x),), int(t)))
             x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()  # consistent with the clipped x0
-            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+            var = eta ** 2 * (1 - a_next) / (1 - a) * (1 - a / a_next)
+            x = a_next.sqrt() * x0 + (1 - a_next - var).clamp(min=0).sqrt() * eps
+            if eta > 0 and i + 1 < len(ts):
+                x = x + var.sqrt() * torch.randn(x.shape, generator=gen)
         out.append(x.numpy())
     model.train()
     return np.concatenate(out).astype(np.float32)
@@ -98,13 +103,21 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay (default 0.999)")
     p.add_argument("--n", type=int, default=1000, help="samples per snapshot (default 1000)")
-    p.add_argument("--ddim-steps", type=int, default=50)
+    p.add_argument("--samplers", default="50:0,100:1",
+                   help="DDIM sample sets per snapshot as STEPS:ETA, comma-separated (default: 50:0,100:1: "
+                        "the deterministic 50-step chain and DDPM's noise over 100 steps, tinydiff's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="folder for the samples and their .json")
     args = p.parse_args()
     snapshots = sorted(float(s) for s in args.snapshots.split(","))
     if not snapshots or snapshots[0] <= 0:
         p.error("--snapshots: give positive seconds, e.g. 1200,2400")
+    try:
+        samplers = [(int(a), float(b)) for a, b in (item.split(":") for item in args.samplers.split(","))]
+    except ValueError:
+        p.error(f"--samplers: give STEPS:ETA pairs such as 50:0,100:1, got {args.samplers!r}")
+    if any(k < 1 or not 0 <= e <= 1 for k, e in samplers):
+        p.error("--samplers: STEPS must be >= 1 and ETA in [0, 1]")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -141,19 +154,23 @@ def main() -> None:
                 for e, q in zip(ema.parameters(), params):
                     e.lerp_(q, 1 - args.ema)
         trained += time.perf_counter() - start
-        t0 = time.perf_counter()
-        samples = ddim_sample(ema, abar, args.n, args.ddim_steps, 250, gen)
-        name = f"samples_{int(target)}s"
-        np.save(args.out / f"{name}.npy", samples)
-        facts = {"snapshot_seconds": target, "train_seconds": round(trained, 2), "steps": step,
-                 "steps_per_second": round(step / trained, 3), "loss_last": loss.item(),
-                 "n": args.n, "ddim_steps": args.ddim_steps, "sample_seconds": round(time.perf_counter() - t0, 2),
-                 "threads": args.threads, "torch": torch.__version__, "seed": args.seed,
-                 "params": sum(q.numel() for q in params),
-                 "recipe": {"model": UNET, "betas": "linear 1e-4..0.02, T = 1000", "optimizer": "Adam",
-                            "lr": args.lr, "batch_size": args.batch_size, "ema": args.ema, "grad_clip": 1.0}}
-        (args.out / f"{name}.json").write_text(json.dumps(facts, indent=1))
-        print(json.dumps({k: v for k, v in facts.items() if k != "recipe"}), flush=True)
+        for ddim_steps, eta in samplers:
+            t0 = time.perf_counter()
+            # Its own generator: the sample sets do not move the training's random stream.
+            samples = ddim_sample(ema, abar, args.n, ddim_steps, 250,
+                                  torch.Generator().manual_seed(args.seed + 1), eta=eta)
+            name = f"samples_{int(target)}s_ddim{ddim_steps}_eta{eta:g}"
+            np.save(args.out / f"{name}.npy", samples)
+            facts = {"snapshot_seconds": target, "train_seconds": round(trained, 2), "steps": step,
+                     "steps_per_second": round(step / trained, 3), "loss_last": loss.item(),
+                     "n": args.n, "ddim_steps": ddim_steps, "eta": eta,
+                     "sample_seconds": round(time.perf_counter() - t0, 2),
+                     "threads": args.threads, "torch": torch.__version__, "seed": args.seed,
+                     "params": sum(q.numel() for q in params),
+                     "recipe": {"model": UNET, "betas": "linear 1e-4..0.02, T = 1000", "optimizer": "Adam",
+                                "lr": args.lr, "batch_size": args.batch_size, "ema": args.ema, "grad_clip": 1.0}}
+            (args.out / f"{name}.json").write_text(json.dumps(facts, indent=1))
+            print(json.dumps({k: v for k, v in facts.items() if k != "recipe"}), flush=True)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,12 @@ class CLIError(Exception):
 
 # --------------------------------------------------------------------------- argument parsing
 
+def _per_task(default: dict[str, Any]) -> str:
+    """A per-task default as --help shows it: '1 for mnist, 0 for toy2d'."""
+    shown = {task: f"{v:g}" if isinstance(v, float) else str(v) for task, v in default.items()}
+    return f"{shown['toy2d']} for toy2d, {shown['mnist']} for mnist"
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps prose paragraphs to the terminal, but keeps indented lines (tables, examples) as written."""
 
@@ -235,18 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for MNIST. Reports samples per second.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint.npz written by 'tinydiff train' (or its run folder)")
-    p.add_argument("--sampler", choices=SAMPLERS, default=defaults.SAMPLE_SAMPLER,
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="ddpm: ancestral sampling over all T steps; ddim: deterministic (eta=0) or "
                         "stochastic sampling over --steps steps; euler, heun, dpmpp_2m: the "
                         "probability-flow ODE (Karras Alg. 1; DPM-Solver++(2M)), --steps noise "
                         "levels, S / 2S-1 / S model calls; dpmpp_3m, unipc: third-order multistep "
                         "solvers (DPM-Solver++(3M); UniPC-2, bh2), S calls; euler_ancestral: Euler "
-                        f"with DDPM's noise (default: {defaults.SAMPLE_SAMPLER})")
+                        f"with DDPM's noise (default: {_per_task(defaults.SAMPLE_SAMPLER)})")
     p.add_argument("--steps", type=positive_int, metavar="S",
                    help=f"denoising steps for ddim and the ODE samplers (default: "
-                        f"{defaults.SAMPLE_STEPS}); ddpm always takes all T steps")
-    p.add_argument("--eta", type=finite_float, default=0.0,
-                   help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: 0)")
+                        f"{_per_task(defaults.SAMPLE_STEPS)}); ddpm always takes all T steps")
+    p.add_argument("--eta", type=finite_float, default=None,
+                   help="ddim stochasticity: 0 is deterministic, 1 matches DDPM's noise (default: "
+                        f"{_per_task(defaults.SAMPLE_ETA)}; for mnist, eta 0 leaves speckled "
+                        "backgrounds and too many 8s)")
     _add_noise_level_options(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help=f"number of samples (default: {defaults.SAMPLE_N['toy2d']} points for "
@@ -293,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=None, metavar="S",
                    help=f"ddim denoising steps (default: {defaults.EVAL_STEPS['toy2d']} for toy2d, "
                         f"{defaults.EVAL_STEPS['mnist']} for mnist)")
-    p.add_argument("--eta", type=finite_float, default=0.0, help="ddim stochasticity (default: 0)")
+    p.add_argument("--eta", type=finite_float, default=None,
+                   help=f"ddim stochasticity (default: {_per_task(defaults.EVAL_ETA)})")
     _add_noise_level_options(p)
     _add_nll_options(p)
     p.add_argument("--n", type=positive_int, default=None,
@@ -498,7 +507,8 @@ def _train_run(args: argparse.Namespace, trainer: Any) -> int:
     if not args.no_preview and trainer.is_root:
         path = _save_preview(trainer)
         print(f"Samples:    {path}")
-    print(f"Sample more with: tinydiff sample {trainer.checkpoint_path} --sampler ddim --steps 50"
+    print(f"Sample more with: tinydiff sample {trainer.checkpoint_path}"
+          + (" --sampler ddim --steps 50" if cfg.task == "toy2d" else "")
           + (" --device cuda" if cfg.device == "cuda" else ""))
     return EXIT_OK
 
@@ -517,6 +527,8 @@ def _save_preview(trainer: Any) -> Path:
         labels = defaults.balanced_labels(n) if cfg.class_cond else None
         result = trainer.sample(n, sampler=defaults.PREVIEW_SAMPLER,
                                 steps=min(defaults.PREVIEW_STEPS["mnist"], cfg.timesteps),
+                                eta=defaults.default_eta(defaults.PREVIEW_ETA, "mnist",
+                                                         defaults.PREVIEW_SAMPLER),
                                 seed=cfg.seed, labels=labels, clip_x0=defaults.clips_x0(cfg.task),
                                 guidance=defaults.DEFAULT_GUIDANCE if cfg.class_cond else 1.0)
         plots.save_image_grid(result.samples, path, nrow=8)
@@ -556,35 +568,37 @@ def cmd_sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else defaults.SAMPLE_N[cfg.task]
     if n < 1:
         raise CLIError(f"--n must be >= 1, got {n}")
+    sampler = args.sampler if args.sampler is not None else defaults.SAMPLE_SAMPLER[cfg.task]
+    eta = args.eta if args.eta is not None else defaults.default_eta(defaults.SAMPLE_ETA, cfg.task, sampler)
     steps = args.steps
-    if args.sampler == "ddpm":
+    if sampler == "ddpm":
         if steps not in (None, cfg.timesteps):
             raise CLIError(f"--steps: the ddpm sampler takes all T={cfg.timesteps} steps; "
                            f"use --sampler ddim for fewer")
         steps = None
     elif steps is None:
-        steps = min(defaults.SAMPLE_STEPS, cfg.timesteps)
+        steps = min(defaults.SAMPLE_STEPS[cfg.task], cfg.timesteps)
     elif steps > cfg.timesteps:
         raise CLIError(f"--steps {steps}: this run has T={cfg.timesteps} timesteps; ddim takes "
                        f"1 to {cfg.timesteps} of them")
     labels = _parse_label(args.label, n, cfg.class_cond)
     if args.guidance != 1.0 and labels is None:
         raise CLIError("--guidance needs a class-conditional checkpoint and a --label other than 'none'")
-    if not 0.0 <= args.eta <= 1.0:
-        raise CLIError(f"--eta must be in [0, 1], got {args.eta}")
+    if not 0.0 <= eta <= 1.0:
+        raise CLIError(f"--eta must be in [0, 1], got {eta}")
 
     clip_x0 = args.clip_x0 if args.clip_x0 is not None else defaults.clips_x0(cfg.task)
-    if args.sampler == "ddpm":
+    if sampler == "ddpm":
         what = f"ddpm (all {cfg.timesteps} steps)"
     else:
-        what = f"ddim ({steps} steps, eta={args.eta:g})"
-    if args.sampler not in ("ddpm", "ddim"):
-        what = _describe_ode(args.sampler, steps, args.spacing, args.sigmas)
+        what = f"ddim ({steps} steps, eta={eta:g})"
+    if sampler not in ("ddpm", "ddim"):
+        what = _describe_ode(sampler, steps, args.spacing, args.sigmas)
     print(f"Sampling {n} from {path} (step {run.step}, {'EMA' if not args.no_ema else 'raw'} weights) "
           f"with {what} on {args.device}")
     try:
-        result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=args.sampler,
-                          steps=steps, eta=args.eta, labels=labels, guidance=args.guidance,
+        result = generate(run.model, run.diffusion, n, sample_shape(cfg), sampler=sampler,
+                          steps=steps, eta=eta, labels=labels, guidance=args.guidance,
                           batch_size=args.batch_size, seed=args.seed, device=args.device,
                           parameterization=cfg.parameterization, clip_x0=clip_x0,
                           progress=not args.no_progress, spacing=args.spacing, sigmas=args.sigmas)

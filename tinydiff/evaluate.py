@@ -45,7 +45,16 @@ from autograd.serialization import CheckpointError, load, save
 from autograd.tensor import Tensor, no_grad
 from tinydiff.data import mnist  # the module, so that tests can stand in for mnist.load_mnist
 from tinydiff.data.toy2d import sample_toy2d
-from tinydiff.defaults import DEFAULT_GUIDANCE, EVAL_SAMPLER, EVAL_STEPS, balanced_labels, clips_x0, default_spacing
+from tinydiff.defaults import (
+    DEFAULT_GUIDANCE,
+    EVAL_ETA,
+    EVAL_SAMPLER,
+    EVAL_STEPS,
+    balanced_labels,
+    clips_x0,
+    default_eta,
+    default_spacing,
+)
 from tinydiff.likelihood import mnist_ode_bpd, toy2d_ode_nll
 from tinydiff.metrics import MMD_BANDWIDTH_MULTIPLIERS, fid_from_features, median_bandwidth, mmd_rbf, sliced_wasserstein
 from tinydiff.models import MNISTClassifier, build_model, classifier_accuracy, fit_classifier
@@ -346,7 +355,7 @@ def sampling_speed(run: LoadedRun, sampler: str, steps: int | None, n: int, labe
 # =========================================================================== the eval command
 
 def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
-                        steps: int | None = None, eta: float = 0.0, n: int | None = None,
+                        steps: int | None = None, eta: float | None = None, n: int | None = None,
                         seed: int = 0, device: str = "cpu",
                         data_dir: str | os.PathLike | None = None,
                         out: str | os.PathLike | None = None,
@@ -358,7 +367,7 @@ def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
     """``tinydiff eval``: the metrics of a checkpoint (or its run folder), printed, returned as a
     dict and (with ``out``) saved as JSON.
 
-    ``sampler``, ``steps`` (default ``EVAL_STEPS`` of the task), ``eta``, ``spacing``, ``sigmas``
+    ``sampler``, ``steps`` and ``eta`` (default ``EVAL_STEPS`` and ``EVAL_ETA`` of the task), ``spacing``, ``sigmas``
     and ``seed`` pick how the ``n`` evaluated samples are drawn (default ``TOY_N`` points or
     ``MNIST_FID_N`` images). MNIST only: ``classifier`` (file, trained there once if missing),
     ``data_dir``, ``guidance`` (class-conditional; default ``DEFAULT_GUIDANCE``),
@@ -374,11 +383,13 @@ def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
+    run = load_run(path, device=device)
+    if eta is None:
+        eta = default_eta(EVAL_ETA, run.config.task, sampler)
     opt = _Options(sampler=sampler, steps=steps, eta=eta, n=n, seed=seed, device=device,
                    data_dir=data_dir, out=out, classifier=classifier, guidance=guidance,
                    bpd_n=bpd_n, speed=speed, unconditional=unconditional, progress=progress,
                    spacing=spacing, sigmas=sigmas, nll=nll, nll_steps=nll_steps, nll_n=nll_n, draws=draws)
-    run = load_run(path, device=opt.device)
     if draws > 1 and run.config.task != "toy2d":
         raise ValueError(f"evaluate: draws > 1 is for toy2d checkpoints; {path} is {run.config.task} "
                          f"(its FID already pools {MNIST_FID_N} images)")
