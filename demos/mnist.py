@@ -4,7 +4,7 @@
     python demos/mnist.py --checkpoint runs/mnist-cond/checkpoint.npz
     python demos/mnist.py --steps 200                       # no checkpoint: train a short run first
 
-A full run takes ~50-70 minutes on two CPU cores (`tinydiff train mnist`); this demo reuses its
+A full run takes 15-20 minutes on two CPU cores (`tinydiff train mnist`); this demo reuses its
 checkpoint. Without one it trains --steps steps of the same model, which gives blurry blobs
 after a few hundred steps and recognisable digits only after a few thousand.
 
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from autograd import no_grad  # noqa: E402
 from tinydiff import plots  # noqa: E402
-from tinydiff.defaults import DEFAULT_GUIDANCE, PREVIEW_SAMPLER, PREVIEW_STEPS, clips_x0  # noqa: E402
+from tinydiff.defaults import (DEFAULT_GUIDANCE, PREVIEW_ETA, PREVIEW_SAMPLER, PREVIEW_STEPS,  # noqa: E402
+                               clips_x0, default_eta)
 from tinydiff.evaluate import classifier_path, classify, digit_metrics, load_classifier  # noqa: E402
 from tinydiff.run import load_run  # noqa: E402
 from tinydiff.sampling import model_fn_for  # noqa: E402
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.repeat(np.arange(10), 10) if cfg.class_cond else None
     guidance = args.guidance if cfg.class_cond else 1.0
     what = (f"rows conditioned on 0-9, guidance {guidance:g}" if cfg.class_cond else "unconditional")
-    print(f"\n3. Sampling 100 digits with DDIM ({args.sample_steps} steps), {what}")
+    eta = default_eta(PREVIEW_ETA, "mnist", PREVIEW_SAMPLER)
+    print(f"\n3. Sampling 100 digits with DDIM ({args.sample_steps} steps, eta {eta:g}), {what}")
     rng = np.random.default_rng(args.seed)
     tau = ddim_timesteps(cfg.timesteps, args.sample_steps)
     with no_grad():
@@ -131,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         samples, trajectory = run.diffusion.sample(
             fn, (len(labels) if labels is not None else 100, 1, 28, 28), sampler=PREVIEW_SAMPLER,
-            steps=args.sample_steps, rng=rng, return_trajectory=True, dtype=np.float32,
+            steps=args.sample_steps, eta=eta, rng=rng, return_trajectory=True, dtype=np.float32,
             clip_x0=clips_x0(cfg.task), parameterization=cfg.parameterization)
         seconds = time.perf_counter() - t0
     print(f"   {len(samples)} images in {seconds:.0f} s ({len(samples) / seconds:.1f} images/s)")
     path = plots.save_digit_grid(samples, out / "3_samples.png", nrow=10,
-                                 title=f"Samples, step {run.step}: DDIM {args.sample_steps} steps, {what}",
+                                 title=f"Samples, step {run.step}: DDIM {args.sample_steps} steps (eta {eta:g}), {what}",
                                  row_labels=[str(d) for d in range(n_rows)] if cfg.class_cond else None)
     say(path, "100 generated digits.")
 
