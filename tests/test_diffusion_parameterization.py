@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from test_diffusion_reference import batch_shapes, beta_schedules, dtypes, ref_alpha_bar, seeds
@@ -33,6 +33,8 @@ def _close(actual, expected, dtype, condition):
 
 
 @given(beta_schedules(), batch_shapes, dtypes, seeds)
+# Found by hypothesis: alpha_bar within 1e-6 of 1, where 1/a - 1 lost 1e-10 relative to the 1 - a of q_sample.
+@example(betas=np.array([1e-6]), shape=(1,), dtype=np.float64, seed=9229)
 def test_round_trips_through_x0_eps_and_v(betas, shape, dtype, seed):
     d, x0, eps, t = _draw(betas, shape, dtype, seed)
     ab = np.array(ref_alpha_bar(betas))[t]

@@ -58,7 +58,9 @@ class GaussianDiffusion:
         self.log_one_minus_alphas_cumprod = np.log(self.one_minus_alphas_cumprod)
         # x_0 = x_t / sqrt(alpha_bar_t) - sqrt(1/alpha_bar_t - 1) eps   (eq. 4 solved for x_0)
         self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
-        self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1.0)
+        # (1 - a) / a, not improved-diffusion's 1/a - 1: the same 1 - a as q_sample, so that
+        # x_0 -> x_t -> x_0 round-trips to a few ulps even when a is within 1e-6 of 1.
+        self.sqrt_recipm1_alphas_cumprod = np.sqrt(self.one_minus_alphas_cumprod / self.alphas_cumprod)
 
         # q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, beta_tilde_t I)   (eqs. 6-7)
         self.posterior_variance = (
