@@ -38,7 +38,7 @@ PREVIEW_STEPS = {"toy2d": 100, "mnist": 100}
 PREVIEW_ETA = {"toy2d": 0.0, "mnist": 1.0}
 
 # Classifier-free guidance for class-conditional MNIST samples: the 3200-step preset needs less
-# than the old 3000-step one did (2 now costs FID 40 against 18 for 1.5, docs/recipes.md).
+# than the old 3000-step one did; 2 over-sharpens it (measured: docs/training.md).
 DEFAULT_GUIDANCE = 1.5
 
 
