@@ -7,6 +7,7 @@ Run with tinydiff's venv; the PyTorch side runs ``benchmarks/torch_toy2d.py`` in
     python benchmarks/toy_recipes.py score FILE.npy --dataset moons
     python benchmarks/toy_recipes.py datacheck                   # torch script's data == tinydiff's?
     python benchmarks/toy_recipes.py throughput                  # step rates side by side
+    python benchmarks/toy_recipes.py perfect --n 4000 --draws 20  # the judge on exact data
 
 The judge is ``tinydiff eval RUN --sampler ddpm`` (DDPM, all 1000 steps, 4000 points = TOY_N)
 for tinydiff runs and ``tinydiff.evaluate.toy2d_metrics`` on the saved .npy for the torch runs:
@@ -34,6 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from tinydiff.data.toy2d import sample_toy2d  # noqa: E402
 from tinydiff.evaluate import pool_toy_draws, toy2d_metrics  # noqa: E402
 from tinydiff.run import TrainConfig  # noqa: E402
 from tinydiff.train import Trainer  # noqa: E402
@@ -184,6 +186,23 @@ def cmd_datacheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perfect(args: argparse.Namespace) -> int:
+    """The judge of `tinydiff eval --draws K` applied to a perfect model: fresh data draws in
+    place of samples, draw k against the references of seed k. What a model cannot beat."""
+    for dataset in args.datasets:
+        per_draw = [toy2d_metrics(sample_toy2d(dataset, args.n, np.random.default_rng([k, 555])),
+                                  dataset, seed=k) for k in range(args.draws)]
+        for first in sorted({min(5, args.draws), args.draws}):
+            pooled = pool_toy_draws(per_draw[:first])
+            print(f"{dataset}, exact data, {first} draws of {args.n} points (seeds 0-{first - 1}): "
+                  f"sliced W2 ratio {pooled['sw_ratio']:.3f}", flush=True)
+        ratios = np.array([m.sw_ratio for m in per_draw])
+        print(f"  single draws: {' '.join(f'{r:.2f}' for r in ratios)}\n"
+              f"  single-draw sd {ratios.std(ddof=1):.3f}; share of draws above 1.05: "
+              f"{np.mean(ratios > 1.05):.0%}", flush=True)
+    return 0
+
+
 def _tinydiff_rate(extra: list[str], seconds: float) -> float:
     """Steps per second of `tinydiff train toy2d` with these options, over ~``seconds``."""
     opts = dict(zip(extra[::2], extra[1::2]))
@@ -253,11 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     h.add_argument("--rounds", type=int, default=5)
     h.add_argument("--seconds", type=float, default=3.0)
+    e = sub.add_parser("perfect", help="the judge on exact data draws (a perfect model)")
+    e.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    e.add_argument("--n", type=int, default=4000, help="points per draw (tinydiff eval: 4000)")
+    e.add_argument("--draws", type=int, default=20)
     args = p.parse_args(argv)
     if args.command == "score" and not args.file.is_file():
         p.error(f"score: {args.file} is not a file")
     return {"trials": cmd_trials, "score": cmd_score, "datacheck": cmd_datacheck,
-            "throughput": cmd_throughput}[args.command](args)
+            "throughput": cmd_throughput, "perfect": cmd_perfect}[args.command](args)
 
 
 if __name__ == "__main__":
