@@ -36,7 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from tinydiff.data.toy2d import sample_toy2d  # noqa: E402
-from tinydiff.evaluate import pool_toy_draws, toy2d_metrics  # noqa: E402
+from tinydiff.evaluate import TOY_N, pool_toy_draws, toy2d_metrics  # noqa: E402
 from tinydiff.run import TrainConfig  # noqa: E402
 from tinydiff.train import Trainer  # noqa: E402
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--seconds", type=float, default=3.0)
     e = sub.add_parser("perfect", help="the judge on exact data draws (a perfect model)")
     e.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    e.add_argument("--n", type=int, default=4000, help="points per draw (tinydiff eval: 4000)")
+    e.add_argument("--n", type=int, default=TOY_N, help="points per draw (as tinydiff eval)")
     e.add_argument("--draws", type=int, default=20)
     args = p.parse_args(argv)
     if args.command == "score" and not args.file.is_file():

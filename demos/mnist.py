@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.repeat(np.arange(10), 10) if cfg.class_cond else None
     guidance = args.guidance if cfg.class_cond else 1.0
     what = (f"rows conditioned on 0-9, guidance {guidance:g}" if cfg.class_cond else "unconditional")
-    eta = default_eta(PREVIEW_ETA, "mnist", PREVIEW_SAMPLER)
+    eta = default_eta(PREVIEW_ETA, cfg.task, PREVIEW_SAMPLER)
     print(f"\n3. Sampling 100 digits with DDIM ({args.sample_steps} steps, eta {eta:g}), {what}")
     rng = np.random.default_rng(args.seed)
     tau = ddim_timesteps(cfg.timesteps, args.sample_steps)

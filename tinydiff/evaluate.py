@@ -369,8 +369,8 @@ def evaluate_checkpoint(path: str | os.PathLike, *, sampler: str = EVAL_SAMPLER,
 
     ``sampler``, ``steps`` and ``eta`` (default ``EVAL_STEPS`` and ``EVAL_ETA`` of the task),
     ``spacing``, ``sigmas`` and ``seed`` pick how the ``n`` evaluated samples are drawn (default
-    ``TOY_N`` points or ``MNIST_FID_N`` images). MNIST only: ``classifier`` (file, trained there once if missing),
-    ``data_dir``, ``guidance`` (class-conditional; default ``DEFAULT_GUIDANCE``),
+    ``TOY_N`` points or ``MNIST_FID_N`` images). MNIST only: ``classifier`` (file, trained there
+    once if missing), ``data_dir``, ``guidance`` (class-conditional; default ``DEFAULT_GUIDANCE``),
     ``unconditional`` (sample with the null label), ``bpd_n`` test images for the bits/dim
     bound (0 skips it), ``speed`` (time DDPM and DDIM-50). ``nll="ode"`` adds the exact
     probability-flow likelihood over ``nll_n`` points or images with ``nll_steps`` Heun steps.
