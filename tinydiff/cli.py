@@ -54,6 +54,7 @@ from tinydiff.lab import (  # noqa: E402
     comparison_table,
     oracle_lab,
 )
+from tinydiff.losses import T_SAMPLINGS  # noqa: E402
 from tinydiff.run import CHECKPOINT_NAME, TrainConfig, load_run, sample_shape  # noqa: E402
 from tinydiff.samplers import ODE_SAMPLERS, SIGMA_SCHEDULES, model_evaluations  # noqa: E402
 from tinydiff.sampling import generate  # noqa: E402
@@ -122,6 +123,15 @@ def _add_common_train_options(p: argparse.ArgumentParser, d: Any) -> None:
                    help=f"number of diffusion steps T (default: {d.timesteps})")
     g.add_argument("--parameterization", choices=PARAMETERIZATIONS,
                    help=f"what the network predicts: the noise eps, x_0, or v (default: {d.parameterization})")
+    g.add_argument("--t-sampling", choices=T_SAMPLINGS,
+                   help=f"how each example's t is drawn: uniform over 0..T-1 (DDPM), or lognormal "
+                        f"in the noise level sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), ln "
+                        f"sigma ~ N(MEAN, STD^2), EDM's training distribution (Karras et al. 2022): "
+                        f"more steps at low noise, where the fine detail is (default: {d.t_sampling})")
+    g.add_argument("--lognormal-mean", type=finite_float, metavar="MEAN",
+                   help=f"--t-sampling lognormal: mean of ln sigma (default: {d.lognormal_mean:g})")
+    g.add_argument("--lognormal-std", type=finite_float, metavar="STD",
+                   help=f"--t-sampling lognormal: standard deviation of ln sigma (default: {d.lognormal_std:g})")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=nonnegative_int,
                    help=f"seed of every random draw; the same seed repeats the run exactly (default: {d.seed})")
@@ -377,7 +387,8 @@ def _add_exercises_parser(sub: Any) -> None:
 # CLI option -> TrainConfig field (options that map to a model argument are handled apart).
 _TRAIN_FIELDS = ("dataset", "steps", "batch_size", "lr", "optimizer", "weight_decay", "warmup_steps",
                  "lr_schedule",
-                 "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization", "seed",
+                 "grad_clip", "ema_decay", "schedule", "timesteps", "parameterization",
+                 "t_sampling", "lognormal_mean", "lognormal_std", "seed",
                  "device", "out_dir", "ckpt_every", "log_every", "data_dir", "p_uncond")
 _MODEL_FIELDS = {"hidden_dim": "hidden_dim", "num_layers": "num_layers",
                  "input_embed_dim": "input_embed_dim",

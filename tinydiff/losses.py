@@ -7,9 +7,16 @@ x_0 / v analogues for the other parameterizations.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
 Array = Any  # numpy.ndarray or cupy.ndarray
+
+# How Algorithm 1 draws t: "uniform" over {0, ..., T-1} (DDPM), or "lognormal" in the noise level
+# (EDM's training distribution, Karras et al. 2022 sec. 5); see the two functions below.
+T_SAMPLINGS = ("uniform", "lognormal")
 
 
 def mean_flat(x: Array) -> Array:
@@ -35,3 +42,31 @@ def sample_timesteps(rng: Any, batch_size: int, num_timesteps: int) -> Array:
     ``rng`` is a NumPy or CuPy Generator; the result is an int64 array (B,) of its backend.
     """
     return rng.integers(0, num_timesteps, size=batch_size, dtype="int64")
+
+
+def sample_timesteps_lognormal(rng: Any, batch_size: int, alphas_cumprod: np.ndarray,
+                               mean: float = -1.2, std: float = 1.2) -> np.ndarray:
+    """t whose noise level follows EDM's training distribution, on DDPM's grid of T steps.
+
+    EDM (Karras et al. 2022, sec. 5, Table 1 "p_train") draws ln sigma ~ N(P_mean, P_std^2),
+    P_mean = -1.2, P_std = 1.2, where x_t / sqrt(alpha_bar_t) = x_0 + sigma_t eps, i.e.
+    sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t). That puts most of the training at low and
+    middle noise (median sigma 0.3: t = 88 of the linear schedule), where fine detail is made,
+    and little at high noise, where eps ~ x_t is easy (2% of draws at t >= 500, where uniform t
+    spends half of every batch, at sigma > 3.4). sigma_t increases with t, so each draw is
+    rounded up onto the grid: t is the first index with sigma_t >= sigma (T - 1 above the
+    grid), hence for every k < T - 1
+
+        P(t <= k) = Phi((ln sigma_k - mean) / std).
+
+    ``rng`` is a NumPy Generator (the trainer's noise stream); returns int64 (B,) on the host.
+    """
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise ValueError(f"sample_timesteps_lognormal: expected a finite mean and std > 0, "
+                         f"got mean={mean!r}, std={std!r}")
+    a = np.asarray(alphas_cumprod, dtype=np.float64)
+    with np.errstate(divide="ignore"):  # alpha_bar = 0 at the end of a schedule: sigma = inf
+        log_sigmas = 0.5 * (np.log1p(-a) - np.log(a))
+    log_sigma = mean + std * rng.standard_normal(batch_size)
+    t = np.searchsorted(log_sigmas, log_sigma, side="left")
+    return np.minimum(t, len(a) - 1).astype(np.int64)

@@ -30,6 +30,7 @@ from tinydiff.checkpoint import CheckpointError, check_model_fits, load_checkpoi
 from tinydiff.data.toy2d import TOY2D_DATASETS
 from tinydiff.diffusion import PARAMETERIZATIONS, GaussianDiffusion
 from tinydiff.health import nonfinite_weights
+from tinydiff.losses import T_SAMPLINGS
 from tinydiff.models import build_model
 from tinydiff.sampling import SampleResult, generate
 from tinydiff.schedules import SCHEDULES, make_beta_schedule
@@ -82,6 +83,9 @@ class TrainConfig:
     schedule: str = "linear"            # beta schedule: see tinydiff.schedules.SCHEDULES
     timesteps: int = 1000               # T
     parameterization: str = "eps"       # what the model predicts: "eps", "x0" or "v"
+    t_sampling: str = "uniform"         # how Algorithm 1 draws t: "uniform", or "lognormal" in sigma_t (EDM)
+    lognormal_mean: float = -1.2        # t_sampling="lognormal": ln sigma ~ N(mean, std^2), EDM's P_mean
+    lognormal_std: float = 1.2          # and P_std (tinydiff.losses.sample_timesteps_lognormal)
     # optimisation
     steps: int = 5000                   # total optimizer steps of the run
     batch_size: int = 512
@@ -148,6 +152,12 @@ class TrainConfig:
             raise bad("schedule", f"expected one of {', '.join(SCHEDULES)}")
         if self.parameterization not in PARAMETERIZATIONS:
             raise bad("parameterization", f"expected one of {', '.join(PARAMETERIZATIONS)}")
+        if self.t_sampling not in T_SAMPLINGS:
+            raise bad("t_sampling", f"expected one of {', '.join(T_SAMPLINGS)}")
+        if not math.isfinite(self.lognormal_mean):
+            raise bad("lognormal_mean", "expected a finite number (EDM's P_mean is -1.2)")
+        if not 0 < self.lognormal_std < math.inf:
+            raise bad("lognormal_std", "expected a finite number > 0 (EDM's P_std is 1.2)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise bad("lr_schedule", f"expected one of {', '.join(LR_SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:

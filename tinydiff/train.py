@@ -3,6 +3,7 @@
 One step (Ho et al. 2020, Algorithm 1):
 
     x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
+        (or t_sampling="lognormal": ln sigma_t ~ N(-1.2, 1.2^2), EDM's training noise levels)
     x_t  = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
     loss = || target - model(x_t, t[, y]) ||^2 / D          (target = eps, x_0 or v)
     gradient step on the loss (Adam/AdamW, linear LR warmup and optional cosine/linear decay,
@@ -59,7 +60,7 @@ from tinydiff.data.batches import make_batches
 from tinydiff.diffusion import GaussianDiffusion
 from tinydiff.ema import EMA
 from tinydiff.health import nonfinite_weights, sampling_is_finite
-from tinydiff.losses import sample_timesteps
+from tinydiff.losses import sample_timesteps, sample_timesteps_lognormal
 from tinydiff.models import build_model
 from tinydiff.run import (
     CHECKPOINT_NAME,
@@ -163,13 +164,17 @@ class Trainer:
         """x_0, t, eps and labels of the next step, on the host: the only random draws of a step,
         always in this order."""
         x0, y = self.batches.next_batch(self.data_rng)
-        batch = x0.shape[0]
-        t = sample_timesteps(self.noise_rng, batch, self.config.timesteps)
+        batch, cfg = x0.shape[0], self.config
+        if cfg.t_sampling == "lognormal":
+            t = sample_timesteps_lognormal(self.noise_rng, batch, self.diffusion.alphas_cumprod,
+                                           cfg.lognormal_mean, cfg.lognormal_std)
+        else:
+            t = sample_timesteps(self.noise_rng, batch, cfg.timesteps)
         if self._noise is None or self._noise.shape != x0.shape or self._noise.dtype != x0.dtype:
             self._noise = np.empty(x0.shape, dtype=x0.dtype)
         noise = self.noise_rng.standard_normal(out=self._noise, dtype=self._noise.dtype)
-        if y is not None and self.config.p_uncond > 0:
-            drop = self.noise_rng.random(batch) < self.config.p_uncond
+        if y is not None and cfg.p_uncond > 0:
+            drop = self.noise_rng.random(batch) < cfg.p_uncond
             y = np.where(drop, self.null_label, y)
         return x0, t, noise, y
 
