@@ -90,6 +90,8 @@ def test_evaluate_toy_draws_pool_independent_draws(toy_checkpoint, capsys):
                                             seed=seed, speed=False) for seed in (3, 4, 5)]
     for k, single in enumerate(singles):
         assert result["draw_sw_ratios"][k] == pytest.approx(single["sw_ratio"], rel=1e-9)
+        assert result["draw_sw"][k] == pytest.approx(single["sw"], rel=1e-9)
+        assert result["draw_sw_floor"][k] == pytest.approx(single["sw_floor"], rel=1e-9)
     # ... and the pooled figures are the means over all of them, not one draw's
     assert result["sw"] == pytest.approx(np.mean([d["sw"] for d in singles]), rel=1e-9)
     assert result["sw_floor"] == pytest.approx(np.mean([d["sw_floor"] for d in singles]), rel=1e-9)

@@ -154,13 +154,15 @@ def toy2d_metrics(samples: Any, dataset: str, seed: int = 0, n_projections: int 
 
 def pool_toy_draws(per_draw: Sequence[ToyMetrics]) -> dict[str, Any]:
     """Several independent draws as one figure: the mean model sliced W2 over the mean floor,
-    the floor's range over every draw, and each draw's own ratio beside them."""
+    the floor's range over every draw, and each draw's own ratio, sliced W2 and floor beside
+    them (so that any subset of the draws can be pooled again)."""
     sw = float(np.mean([m.sw for m in per_draw]))
     floor = float(np.mean([m.sw_floor for m in per_draw]))
     return {"sw": sw, "sw_floor": floor, "sw_ratio": sw / floor,
             "sw_floor_range": (min(m.sw_floor_range[0] for m in per_draw),
                                max(m.sw_floor_range[1] for m in per_draw)),
-            "draws": len(per_draw), "draw_sw_ratios": [m.sw_ratio for m in per_draw]}
+            "draws": len(per_draw), "draw_sw_ratios": [m.sw_ratio for m in per_draw],
+            "draw_sw": [m.sw for m in per_draw], "draw_sw_floor": [m.sw_floor for m in per_draw]}
 
 
 # =========================================================================== the MNIST classifier
