@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {trainer.seconds():.0f} s of training; checkpoint in {trainer.checkpoint_path}")
     path = plots.save_loss_curves({args.dataset: trainer.log_path}, out / "2_loss.png")
     say(path, "The loss: mean squared error of the predicted noise. It drops fast, then slowly;\n"
-              "      it never reaches 0 because at large t the noise cannot be told from the data.")
+              "      it never reaches 0 because at small t the noise is finer than the data's own\n"
+              "      spread and cannot be told from it (at large t, x_t is nearly the noise itself).")
 
     # 3. What the model learned ---------------------------------------------------------------
     print("\n3. What the model learned: a direction field")

@@ -77,15 +77,17 @@ def test_the_trainer_draws_t_as_configured(tmp_path):
     """Uniform t has median ~ (T - 1) / 2; lognormal(-1.2, 1.2) on the linear schedule has median
     at the first t with sigma_t >= exp(-1.2) (88), and a share above t = 500 of
     1 - Phi((ln sigma_500 + 1.2) / 1.2) (about 2%)."""
-    uniform = _drawn_timesteps(tmp_path / "u")
+    uniform = _drawn_timesteps(tmp_path / "u", t_sampling="uniform")
     assert abs(np.median(uniform) - 499.5) < 15
-    lognormal = _drawn_timesteps(tmp_path / "l", t_sampling="lognormal")
+    lognormal = _drawn_timesteps(tmp_path / "l", t_sampling="lognormal", lognormal_mean=-1.2,
+                                 lognormal_std=1.2)
     alpha_bar = ref_alpha_bar(make_beta_schedule("linear", 1000))
     sigma = np.sqrt((1.0 - np.asarray(alpha_bar)) / np.asarray(alpha_bar))
     assert abs(np.median(lognormal) - np.searchsorted(sigma, math.exp(-1.2))) <= 2
     above = 1.0 - _phi((math.log(sigma[500]) + 1.2) / 1.2)
     assert abs(np.mean(lognormal > 500) - above) < 5 * math.sqrt(above / len(lognormal))
-    shifted = _drawn_timesteps(tmp_path / "s", t_sampling="lognormal", lognormal_mean=0.5)
+    shifted = _drawn_timesteps(tmp_path / "s", t_sampling="lognormal", lognormal_mean=0.5,
+                               lognormal_std=1.2)
     assert np.median(shifted) > np.median(lognormal) + 100
 
 

@@ -24,7 +24,8 @@ TINY_MLP = {"name": "mlp", "data_dim": 2, "hidden_dim": 32, "num_layers": 2, "ti
 def tiny_config(out_dir, **overrides) -> TrainConfig:
     base = dict(steps=20, batch_size=64, lr=2e-3, warmup_steps=5, timesteps=100, ckpt_every=10,
                 model=TINY_MLP, out_dir=str(out_dir), progress=False, seed=3,
-                lr_schedule="constant")  # (the warmup alone; the decays: tests/test_lr_schedule.py)
+                lr_schedule="constant",  # (the warmup alone; the decays: tests/test_lr_schedule.py)
+                t_sampling="uniform")    # (Algorithm 1's t; the log-normal one: tests/test_t_sampling.py)
     return TrainConfig.toy2d("moons", **{**base, **overrides})
 
 

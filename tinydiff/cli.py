@@ -1,6 +1,6 @@
 """The ``tinydiff`` command line: train, sample, evaluate, and look at the forward process.
 
-    tinydiff train toy2d --dataset moons            # 8000 steps, 25-45 s on two CPU cores
+    tinydiff train toy2d --dataset moons            # 4000 steps, 10-45 s on two CPU cores
     tinydiff train mnist                            # class-conditional UNet, ~50 min of two CPU cores
     tinydiff sample runs/toy2d-moons/checkpoint.npz --sampler ddim --steps 50 --out moons.png
     tinydiff eval runs/mnist-cond                   # FID, class histogram, bits/dim, images/s
@@ -204,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = tsub.add_parser("toy2d", help="an MLP on a 2D point distribution (CPU, under a minute)",
                         description="Train a small MLP denoiser on a 2D toy distribution. The "
-                                    "defaults (8000 steps, cosine decay from 4e-3) took 37 s (moons) "
-                                    "and 45 s (8gaussians) of wall time on a busy 2-vCPU machine "
-                                    "(2026-12-03); about 25 s on a quiet one, where 5000 steps took "
-                                    "15.8 s. Not measured on a GPU.",
+                                    "defaults (4000 steps, cosine decay from 8e-3, t drawn "
+                                    "log-normal in the noise level) took 33 s (moons) and 44 s "
+                                    "(8gaussians) of wall time on a slow 2-vCPU machine "
+                                    "(2026-12-07), where PyTorch's tiny-diffusion recipe ran 94 "
+                                    "steps/s; about 10 s where it runs 350 (the step rates scale "
+                                    "together). Not measured on a GPU.",
                         epilog=TRAIN_EPILOG, formatter_class=_HelpFormatter)
     p.add_argument("--dataset", choices=TOY2D_DATASETS,
                    help=f"the 2D distribution to learn (default: {toy.dataset})")
