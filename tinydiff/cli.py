@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("toy2d", help="an MLP on a 2D point distribution (CPU, under a minute)",
                         description="Train a small MLP denoiser on a 2D toy distribution. The "
                                     "defaults (4000 steps, cosine decay from 8e-3, t drawn "
-                                    "log-normal in the noise level) took 33 s (moons) and 44 s "
+                                    "log-normal in the noise level) took 27-33 s (moons) and 29-44 s "
                                     "(8gaussians) of wall time on a slow 2-vCPU machine "
                                     "(2026-12-07), where PyTorch's tiny-diffusion recipe ran 94 "
                                     "steps/s; about 10 s where it runs 350 (the step rates scale "
