@@ -44,7 +44,7 @@ def sample_timesteps(rng: Any, batch_size: int, num_timesteps: int) -> Array:
     return rng.integers(0, num_timesteps, size=batch_size, dtype="int64")
 
 
-def sample_timesteps_lognormal(rng: Any, batch_size: int, alphas_cumprod: np.ndarray,
+def sample_timesteps_lognormal(rng: Any, batch_size: int, log_sigmas: np.ndarray,
                                mean: float = -1.2, std: float = 1.2) -> np.ndarray:
     """t whose noise level follows EDM's training distribution, on DDPM's grid of T steps.
 
@@ -59,14 +59,13 @@ def sample_timesteps_lognormal(rng: Any, batch_size: int, alphas_cumprod: np.nda
 
         P(t <= k) = Phi((ln sigma_k - mean) / std).
 
-    ``rng`` is a NumPy Generator (the trainer's noise stream); returns int64 (B,) on the host.
+    ``log_sigmas`` is ln sigma_t for t = 0..T-1 (``np.log(tinydiff.samplers.
+    sigmas_from_alphas_cumprod(alphas_cumprod))``, computed once by the trainer); ``rng`` is a
+    NumPy Generator (the trainer's noise stream); returns int64 (B,) on the host.
     """
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise ValueError(f"sample_timesteps_lognormal: expected a finite mean and std > 0, "
                          f"got mean={mean!r}, std={std!r}")
-    a = np.asarray(alphas_cumprod, dtype=np.float64)
-    with np.errstate(divide="ignore"):  # alpha_bar = 0 at the end of a schedule: sigma = inf
-        log_sigmas = 0.5 * (np.log1p(-a) - np.log(a))
     log_sigma = mean + std * rng.standard_normal(batch_size)
     t = np.searchsorted(log_sigmas, log_sigma, side="left")
-    return np.minimum(t, len(a) - 1).astype(np.int64)
+    return np.minimum(t, len(log_sigmas) - 1).astype(np.int64)

@@ -75,6 +75,7 @@ from tinydiff.run import (
     is_log_row,
     sample_shape,
 )
+from tinydiff.samplers import sigmas_from_alphas_cumprod
 from tinydiff.sampling import generate
 from tinydiff.schedules import make_beta_schedule
 
@@ -128,6 +129,7 @@ class Trainer:
         self.noise_rng = np.random.default_rng(noise_seed)
 
         self.diffusion = GaussianDiffusion(make_beta_schedule(config.schedule, config.timesteps))
+        self._log_sigmas = np.log(sigmas_from_alphas_cumprod(self.diffusion.alphas_cumprod))  # lognormal t
         if model is None:
             model = build_model(config.model_config())
         elif hasattr(model, "get_config"):
@@ -166,7 +168,7 @@ class Trainer:
         x0, y = self.batches.next_batch(self.data_rng)
         batch, cfg = x0.shape[0], self.config
         if cfg.t_sampling == "lognormal":
-            t = sample_timesteps_lognormal(self.noise_rng, batch, self.diffusion.alphas_cumprod,
+            t = sample_timesteps_lognormal(self.noise_rng, batch, self._log_sigmas,
                                            cfg.lognormal_mean, cfg.lognormal_std)
         else:
             t = sample_timesteps(self.noise_rng, batch, cfg.timesteps)
