@@ -32,7 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `tinydiff train` and `t
 
 import numpy as np  # noqa: E402
 
-from tinydiff.data.toy2d import MOONS_NOISE, sample_toy2d  # noqa: E402
+from tinydiff.data.toy2d import MOONS_MEAN, MOONS_VAR, sample_toy2d  # noqa: E402
 from tinydiff.run import sample_checkpoint  # noqa: E402
 
 DATASETS = ("moons", "8gaussians")
@@ -40,8 +40,7 @@ DATASETS = ("moons", "8gaussians")
 
 def _unstandardise_moons(x: np.ndarray) -> np.ndarray:
     """Back to the arcs' own coordinates (tinydiff/data/toy2d.py:_moons standardises them)."""
-    v = MOONS_NOISE**2
-    return x * np.sqrt([0.75 + v, 9 / 16 - 1 / math.pi + v]) + np.array([0.5, 0.25])
+    return x * np.sqrt(MOONS_VAR) + np.asarray(MOONS_MEAN)
 
 
 def _arc(r: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

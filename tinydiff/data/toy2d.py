@@ -207,6 +207,11 @@ def _standardise(points: np.ndarray, mean: tuple[float, float],
     return (points - np.asarray(mean)) / np.sqrt(np.asarray(var))
 
 
+# The moons' population moments (derived in _moons), by which its points are standardised.
+MOONS_MEAN = (0.5, 0.25)
+MOONS_VAR = (0.75 + MOONS_NOISE**2, 9 / 16 - 1 / math.pi + MOONS_NOISE**2)
+
+
 def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
     # Upper moon (cos t, sin t), lower moon (1 - cos t, 1/2 - sin t), t ~ U[0, pi], each with
     # probability 1/2. With E cos t = 0, E sin t = 2/pi, E cos^2 = E sin^2 = 1/2:
@@ -218,8 +223,7 @@ def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
     x = np.where(lower, 1.0 - np.cos(t), np.cos(t))
     y = np.where(lower, 0.5 - np.sin(t), np.sin(t))
     pts = np.stack([x, y], axis=1) + MOONS_NOISE * rng.standard_normal((n, 2))
-    v = MOONS_NOISE**2
-    return _standardise(pts, (0.5, 0.25), (0.75 + v, 9 / 16 - 1 / math.pi + v))
+    return _standardise(pts, MOONS_MEAN, MOONS_VAR)
 
 
 def _swissroll_moments(a: float, b: float) -> tuple[tuple[float, float], tuple[float, float]]:
